@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the temperature demo (the three scenarios):
+#
+#   scripts/demo.sh [SCENARIO ARGS...]
+#
+# 1. Installs the nisshi broker (built once and cached, see docs/broker.md).
+# 2. Starts it on 127.0.0.1:9092 with in-memory storage, unless KAFKA_BROKERS is set (then that
+#    cluster is used) or a broker already answers on 9092 (then that one is used and left running).
+# 3. Builds the workspace in release mode and runs `cargo run --release -p scenarios -- ARGS`.
+#
+# A broker that this script started is stopped when it exits.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Stops the broker that this script started, keeping the exit code.
+stop_broker() {
+    local rc=$?
+    scripts/broker.sh stop --port "$port" || true
+    exit "$rc"
+}
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
+port=9092
+
+if [[ -n ${KAFKA_BROKERS:-} ]]; then
+    step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
+elif scripts/broker.sh status --port "$port" >/dev/null; then
+    step "using the broker that already answers on 127.0.0.1:$port"
+    export KAFKA_BROKERS=127.0.0.1:$port
+else
+    step "installing and starting a nisshi broker on 127.0.0.1:$port"
+    scripts/broker.sh install >/dev/null
+    trap stop_broker EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    scripts/broker.sh start --port "$port"
+    export KAFKA_BROKERS=127.0.0.1:$port
+fi
+
+step "cargo build --release --workspace"
+cargo build --release --workspace
+
+step "cargo run --release -p scenarios -- $* (KAFKA_BROKERS=$KAFKA_BROKERS)"
+cargo run --release -p scenarios -- "$@"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs all of twitch's checks and tests against a real Kafka-protocol broker:
+#
+#   scripts/test.sh
+#
+# 1. cargo clippy --workspace --all-targets -- -D warnings
+# 2. Starts a fresh nisshi broker (built once and cached, see docs/broker.md) on the first free
+#    port from 19092 (or $TWITCH_TEST_PORT), and exports KAFKA_BROKERS=127.0.0.1:PORT.
+#    If KAFKA_BROKERS is already set, the tests use that cluster and nothing is started.
+# 3. cargo test --workspace --all-targets, then cargo test --workspace --doc.
+#
+# The broker that this script started is stopped when it exits, whatever the outcome; the exit
+# code is that of the step that failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Stops the broker that this script started, keeping the exit code.
+stop_broker() {
+    local rc=$?
+    scripts/broker.sh stop --port "$port" || true
+    exit "$rc"
+}
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+if [[ -n ${KAFKA_BROKERS:-} ]]; then
+    step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
+else
+    step "starting a nisshi broker"
+    scripts/broker.sh install >/dev/null
+    port=${TWITCH_TEST_PORT:-19092}
+    while port_in_use "$port"; do port=$((port + 1)); done
+    trap stop_broker EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    scripts/broker.sh start --port "$port"
+    export KAFKA_BROKERS=127.0.0.1:$port
+fi
+
+step "cargo test --workspace --all-targets (KAFKA_BROKERS=$KAFKA_BROKERS)"
+cargo test --workspace --all-targets
+
+step "cargo test --workspace --doc"
+cargo test --workspace --doc
+
+step "all checks and tests passed"

@@ -1,0 +1,234 @@
+//! Storage formats: how typed values become record payloads and back.
+//!
+//! A writer names the format in the [`FORMAT_HEADER`] header of every record
+//! it encodes, so a reader can tell; payloads themselves carry no envelope
+//! (a JSON payload is plain JSON any client can read).
+//!
+//! ```
+//! use twitch::codec::Format;
+//! #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+//! struct Reading { sensor: u32, celsius: f64 }
+//!
+//! let bytes = Format::Json.encode(&Reading { sensor: 1, celsius: 21.5 }).unwrap();
+//! assert_eq!(bytes, br#"{"sensor":1,"celsius":21.5}"#);
+//! let back: Reading = Format::Json.decode(&bytes).unwrap();
+//! assert_eq!(back, Reading { sensor: 1, celsius: 21.5 });
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use bincode::Options;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::record::Record;
+
+/// Name of the record header that tells a record's format.
+pub const FORMAT_HEADER: &str = "twitch.format";
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// JSON (de)serialization failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// bincode (de)serialization failed.
+    #[error("bincode: {0}")]
+    Bincode(#[from] bincode::Error),
+    /// The record names a format twitch does not know.
+    #[error("unknown format `{0}` (known: json, bincode)")]
+    UnknownFormat(String),
+}
+
+/// A serde storage format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Format {
+    /// Plain JSON (`serde_json`), readable by any client.
+    Json,
+    /// Compact binary (`bincode` 1.x with its default fixed-int encoding, the
+    /// same bytes `bincode::serialize` produces).
+    #[default]
+    Bincode,
+}
+
+impl Format {
+    /// The name written into [`FORMAT_HEADER`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Bincode => "bincode",
+        }
+    }
+
+    /// Encodes a value.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
+        let mut buf = Vec::new();
+        self.encode_into(value, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Encodes a value into `buf` (cleared first), so a caller can reuse one
+    /// buffer for many values.
+    pub fn encode_into<T: Serialize + ?Sized>(self, value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
+        buf.clear();
+        match self {
+            Format::Json => serde_json::to_writer(&mut *buf, value)?,
+            Format::Bincode => bincode_options().serialize_into(&mut *buf, value)?,
+        }
+        Ok(())
+    }
+
+    /// Decodes a value. Arbitrary bytes give an error, never a panic, and
+    /// never an allocation larger than the input.
+    pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, CodecError> {
+        match self {
+            Format::Json => Ok(serde_json::from_slice(bytes)?),
+            Format::Bincode => Ok(bincode_options()
+                .with_limit(bytes.len() as u64)
+                .deserialize(bytes)?),
+        }
+    }
+
+    /// The format a record declares in its [`FORMAT_HEADER`], if any.
+    pub fn of_record(record: &Record) -> Result<Option<Format>, CodecError> {
+        match record.header(FORMAT_HEADER) {
+            None => Ok(None),
+            Some(name) => std::str::from_utf8(name)
+                .map_err(|_| CodecError::UnknownFormat(String::from_utf8_lossy(name).into_owned()))?
+                .parse()
+                .map(Some),
+        }
+    }
+
+    /// Encodes `value` as a new record that names this format in its headers.
+    pub fn to_record<T: Serialize + ?Sized>(self, value: &T) -> Result<Record, CodecError> {
+        Ok(Record::new(self.encode(value)?).with_header(FORMAT_HEADER, self.name()))
+    }
+
+    /// Decodes a record's payload with the format the record names, or with
+    /// `self` when it names none.
+    pub fn decode_record<T: DeserializeOwned>(self, record: &Record) -> Result<T, CodecError> {
+        Format::of_record(record)?.unwrap_or(self).decode(&record.payload)
+    }
+}
+
+/// bincode 1.x as `bincode::serialize` configures it, but strict about
+/// trailing bytes so a record of another type is caught.
+fn bincode_options() -> impl Options {
+    bincode::DefaultOptions::new().with_fixint_encoding().reject_trailing_bytes()
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = CodecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Format::Json),
+            "bincode" => Ok(Format::Bincode),
+            _ => Err(CodecError::UnknownFormat(s.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    enum Msg {
+        Reset,
+        Data(Box<[u8]>),
+        Reading { sensor: String, seq: u64, celsius: f64 },
+    }
+
+    fn samples() -> Vec<Msg> {
+        vec![
+            Msg::Reset,
+            Msg::Data(vec![1, 2, 3].into_boxed_slice()),
+            Msg::Reading { sensor: "s-1".into(), seq: 7, celsius: -3.25 },
+        ]
+    }
+
+    #[test]
+    fn round_trips_in_both_formats() {
+        for format in [Format::Json, Format::Bincode] {
+            for m in samples() {
+                let bytes = format.encode(&m).unwrap();
+                assert_eq!(format.decode::<Msg>(&bytes).unwrap(), m, "{format}");
+            }
+        }
+    }
+
+    #[test]
+    fn bincode_matches_bincode_serialize() {
+        for m in samples() {
+            assert_eq!(Format::Bincode.encode(&m).unwrap(), bincode::serialize(&m).unwrap());
+        }
+    }
+
+    #[test]
+    fn json_is_plain_json() {
+        let bytes = Format::Json.encode(&Msg::Reset).unwrap();
+        assert_eq!(bytes, br#""Reset""#);
+    }
+
+    #[test]
+    fn record_names_its_format_and_decodes_by_it() {
+        let rec = Format::Json.to_record(&Msg::Reset).unwrap();
+        assert_eq!(rec.header(FORMAT_HEADER), Some(&b"json"[..]));
+        // The header wins over the reader's default.
+        assert_eq!(Format::Bincode.decode_record::<Msg>(&rec).unwrap(), Msg::Reset);
+        // No header: the default applies.
+        let raw = Record::new(bincode::serialize(&Msg::Reset).unwrap());
+        assert_eq!(Format::Bincode.decode_record::<Msg>(&raw).unwrap(), Msg::Reset);
+    }
+
+    #[test]
+    fn unknown_format_is_an_error() {
+        let rec = Record::new(vec![]).with_header(FORMAT_HEADER, "avro");
+        assert!(matches!(Format::Json.decode_record::<Msg>(&rec), Err(CodecError::UnknownFormat(f)) if f == "avro"));
+        assert!("protobuf".parse::<Format>().is_err());
+        assert_eq!("JSON".parse::<Format>().unwrap(), Format::Json);
+    }
+
+    #[test]
+    fn truncated_and_trailing_bytes_are_errors() {
+        let bytes = Format::Bincode.encode(&samples()[2]).unwrap();
+        assert!(Format::Bincode.decode::<Msg>(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Format::Bincode.decode::<Msg>(&longer).is_err());
+        let json = Format::Json.encode(&samples()[2]).unwrap();
+        assert!(Format::Json.decode::<Msg>(&json[..json.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic_or_overallocate() {
+        let mut rng = rand_xorshift_free_rng();
+        for len in 0..2_000usize {
+            let bytes: Vec<u8> = (0..len % 64).map(|_| rng.gen()).collect();
+            let _ = Format::Bincode.decode::<Msg>(&bytes);
+            let _ = Format::Json.decode::<Msg>(&bytes);
+            let _ = Format::Bincode.decode::<Vec<String>>(&bytes);
+        }
+        // A length prefix claiming 2^60 bytes must fail fast, not allocate.
+        let mut huge = vec![1, 0, 0, 0];
+        huge.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(Format::Bincode.decode::<Msg>(&huge).is_err());
+    }
+
+    fn rand_xorshift_free_rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(42)
+    }
+}

@@ -1,0 +1,229 @@
+//! The one error type of twitch.
+//!
+//! Variants are named after the operation that failed and keep the
+//! underlying [`KafkaError`] as their source, so the librdkafka error code is
+//! never lost (see [`Error::kafka_code`]).
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::codec::CodecError;
+use crate::record::{ConsumedRecord, Record};
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A record that the broker did not accept, with the reason.
+#[derive(Debug, Clone)]
+pub struct DeliveryFailure {
+    /// Topic the record was sent to.
+    pub topic: String,
+    /// Partition the record was sent to, if known.
+    pub partition: Option<i32>,
+    /// The record itself, so the application can retry or park it.
+    pub record: Record,
+    /// Why it was not delivered.
+    pub error: KafkaError,
+}
+
+/// Everything that can go wrong in twitch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting was rejected before anything reached the broker.
+    #[error("invalid configuration: {message}")]
+    InvalidConfig {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// librdkafka refused to create a client with the given settings.
+    #[error("cannot create the Kafka {role}: {source}")]
+    ClientCreation {
+        /// `producer`, `consumer` or `admin client`.
+        role: &'static str,
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// No broker answered within the configured time.
+    #[error("no Kafka broker answered at {brokers} within {waited:?} (last error: {source})")]
+    BrokersUnavailable {
+        /// The bootstrap servers that were tried.
+        brokers: String,
+        /// How long twitch waited.
+        waited: Duration,
+        /// The last error seen.
+        source: KafkaError,
+    },
+
+    /// Fetching cluster or topic metadata failed.
+    #[error("fetching metadata failed: {source}")]
+    Metadata {
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// The topic does not exist on the cluster.
+    #[error("topic `{topic}` does not exist")]
+    UnknownTopic {
+        /// Topic name.
+        topic: String,
+    },
+
+    /// An admin operation on a topic failed.
+    #[error("{operation} of topic `{topic}` failed: {code}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    TopicAdmin {
+        /// `creation`, `deletion`, ...
+        operation: &'static str,
+        /// Topic name.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+        /// Extra detail, for example a hint that the broker lacks the feature.
+        detail: Option<String>,
+    },
+
+    /// A request to the admin API failed as a whole.
+    #[error("admin request `{operation}` failed: {source}")]
+    Admin {
+        /// The request.
+        operation: &'static str,
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// The topic exists with another partition count than required.
+    #[error("topic `{topic}` has {actual} partitions, but {expected} are required; delete it or use another topic")]
+    PartitionCountMismatch {
+        /// Topic name.
+        topic: String,
+        /// Partitions asked for.
+        expected: i32,
+        /// Partitions it has.
+        actual: i32,
+    },
+
+    /// The broker does not implement a feature twitch needs for this call.
+    #[error("`{operation}` is not supported by this broker: {detail}")]
+    Unsupported {
+        /// What was attempted.
+        operation: &'static str,
+        /// What the broker said.
+        detail: String,
+    },
+
+    /// A record could not be queued for sending.
+    #[error("cannot produce to {topic}{}: {source}", partition.map(|p| format!("/{p}")).unwrap_or_default())]
+    Produce {
+        /// Topic.
+        topic: String,
+        /// Partition, if the writer targets one.
+        partition: Option<i32>,
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// A record is larger than the producer (or broker) accepts.
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes (raise `message.max.bytes` on the client and the broker's `max.message.bytes`)")]
+    RecordTooLarge {
+        /// Size of the record, key and headers included.
+        size: usize,
+        /// The limit that applies.
+        limit: usize,
+    },
+
+    /// Some records were not delivered; each comes back with its reason.
+    #[error("{} record(s) not delivered; first: {}", failures.len(), failures.first().map(|f| f.error.to_string()).unwrap_or_default())]
+    Delivery {
+        /// The records that failed, in the order they failed.
+        failures: Vec<DeliveryFailure>,
+    },
+
+    /// Flushing did not finish in time; records are still in flight.
+    #[error("flush timed out after {timeout:?} with {in_flight} record(s) in flight")]
+    FlushTimeout {
+        /// The timeout used.
+        timeout: Duration,
+        /// Records still not acknowledged.
+        in_flight: i32,
+    },
+
+    /// Consuming failed.
+    #[error("consuming failed: {source}")]
+    Consume {
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// Assigning partitions or subscribing to topics failed.
+    #[error("cannot {operation}: {source}")]
+    Subscription {
+        /// `assign`, `subscribe`, `seek`, ...
+        operation: &'static str,
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// Committing offsets failed.
+    #[error("committing offsets failed: {source}")]
+    Commit {
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// A transaction step failed.
+    #[error("transaction {operation} failed: {source}")]
+    Transaction {
+        /// `init`, `begin`, `commit`, `abort`, `send offsets`.
+        operation: &'static str,
+        /// The librdkafka error.
+        source: KafkaError,
+    },
+
+    /// A value could not be encoded.
+    #[error("cannot encode value: {source}")]
+    Encode {
+        /// The codec's error.
+        #[from]
+        source: CodecError,
+    },
+
+    /// A consumed record could not be decoded; the raw record comes back.
+    #[error("cannot decode record at {}/{}@{}: {source}", record.topic, record.partition, record.offset)]
+    Decode {
+        /// The raw record, untouched.
+        record: Box<ConsumedRecord>,
+        /// The codec's error.
+        source: CodecError,
+    },
+
+    /// A blocking task could not run to completion.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    /// The librdkafka / broker error code behind this error, if there is one.
+    pub fn kafka_code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            Error::TopicAdmin { code, .. } => Some(*code),
+            Error::ClientCreation { source, .. }
+            | Error::BrokersUnavailable { source, .. }
+            | Error::Metadata { source }
+            | Error::Admin { source, .. }
+            | Error::Produce { source, .. }
+            | Error::Consume { source }
+            | Error::Subscription { source, .. }
+            | Error::Commit { source }
+            | Error::Transaction { source, .. } => source.rdkafka_error_code(),
+            Error::Delivery { failures } => failures.first().and_then(|f| f.error.rdkafka_error_code()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::InvalidConfig { message: message.into() }
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod partitioner;
+pub mod reader;
+pub mod record;
+mod rt;
+pub mod warden;
+pub mod writer;
+
+pub use codec::Format;
+pub use error::{DeliveryFailure, Error, Result};
+pub use reader::{Ack, Decoded, GroupReader, PartitionReader, StartAt};
+pub use record::{ConsumedRecord, Header, Offset, Record, TopicPartition};
+pub use warden::{KafkaCluster, TopicConfiguration};
+pub use writer::{KeyedWriter, PartitionWriter};

@@ -1,0 +1,606 @@
+//! Consumer-group reading, at-least-once by construction.
+//!
+//! Every record comes with an [`Ack`]. Offsets are committed only up to the
+//! first record not yet acked, per partition, so a record is never committed
+//! before the application processed it, whatever order acks come in.
+//! Commits happen every `commit_interval`, when partitions are revoked (after
+//! waiting up to `revoke_grace` for their in-flight records), and on
+//! [`GroupReader::shutdown`] or drop. Auto-commit is always off.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use super::{Decoded, StartAt, CONSUMER_DEFAULTS};
+use crate::codec::Format;
+use crate::config::ClientSettings;
+use crate::error::{Error, Result};
+use crate::reader::offsets::OffsetTracker;
+use crate::record::{ConsumedRecord, TopicPartition};
+use crate::rt::block_here;
+use crate::warden::validate_topic_name;
+use crate::writer::KeyedWriter;
+
+/// A change of this member's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupEvent {
+    /// These partitions were assigned to this member.
+    Assigned(Vec<TopicPartition>),
+    /// These partitions were taken away; their processed offsets were
+    /// committed first.
+    Revoked(Vec<TopicPartition>),
+    /// The group coordinator reported a rebalance error.
+    Error(String),
+}
+
+/// State shared by the reader, its acks and librdkafka's callbacks.
+struct Shared {
+    tracker: Mutex<OffsetTracker>,
+    acked: Notify,
+    events: mpsc::UnboundedSender<GroupEvent>,
+    revoke_grace: Duration,
+}
+
+impl Shared {
+    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Marks one record processed. Dropping it without [`Ack::ack`] leaves the
+/// record uncommitted, so it is read again after a restart or rebalance.
+#[must_use = "a record is committed only once its Ack is acked"]
+pub struct Ack {
+    tp: TopicPartition,
+    offset: i64,
+    generation: u64,
+    shared: Arc<Shared>,
+}
+
+impl Ack {
+    /// The record is processed: its offset may now be committed (once every
+    /// earlier record of its partition is processed too).
+    pub fn ack(self) {
+        let counted = self.shared.tracker().processed(&self.tp, self.offset, self.generation);
+        if !counted {
+            debug!(tp = %self.tp, offset = self.offset, "ack for a partition no longer assigned; ignored");
+        }
+        self.shared.acked.notify_waiters();
+    }
+
+    /// Partition of the record.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// Offset of the record.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ack({}@{})", self.tp, self.offset)
+    }
+}
+
+/// What to do with a record that does not decode, in [`GroupReader::typed`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnDecodeError {
+    /// Yield [`Error::Decode`] with the record; it stays unprocessed (and so
+    /// uncommitted) until the application calls
+    /// [`GroupReader::mark_processed`] on it.
+    #[default]
+    Fail,
+    /// Write the raw record to this dead-letter topic, with headers saying
+    /// why and where it came from, mark it processed, and go on.
+    DeadLetter(String),
+}
+
+struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+}
+
+fn tpl_of(offsets: &[(TopicPartition, i64)]) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for (tp, o) in offsets {
+        tpl.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(*o))?;
+    }
+    Ok(tpl)
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let revoked = tps_of(tpl);
+        // Give in-flight work on these partitions a moment to finish.
+        let deadline = Instant::now() + self.shared.revoke_grace;
+        block_here(|| {
+            while revoked.iter().map(|tp| self.shared.tracker().pending(tp)).sum::<usize>() > 0
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let offsets = self.shared.tracker().committable(Some(&revoked));
+        if !offsets.is_empty() && !consumer.assignment_lost() {
+            let res = tpl_of(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync));
+            match res {
+                Ok(()) => info!(?offsets, "committed processed offsets of revoked partitions"),
+                Err(e) => warn!(error = %e, "commit on revoke failed; those records will be read again"),
+            }
+        }
+        let still_pending: usize = revoked.iter().map(|tp| self.shared.tracker().pending(tp)).sum();
+        if still_pending > 0 {
+            warn!(still_pending, "partitions revoked with unprocessed records; they will be read again");
+        }
+        self.shared.tracker().revoke(&revoked);
+        let _ = self.shared.events.send(GroupEvent::Revoked(revoked));
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = tps_of(tpl);
+                info!(partitions = ?assigned, "partitions assigned");
+                self.shared.tracker().assign(assigned.iter().cloned());
+                let _ = self.shared.events.send(GroupEvent::Assigned(assigned));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                warn!(error = %e, "rebalance error");
+                let _ = self.shared.events.send(GroupEvent::Error(e.to_string()));
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let done: Vec<(TopicPartition, i64)> = offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        RdOffset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect();
+                self.shared.tracker().committed(&done);
+            }
+            Err(e) => warn!(error = %e, "offset commit failed; will retry"),
+        }
+    }
+}
+
+/// Builds a [`GroupReader`]; get one from
+/// [`KafkaCluster::group_reader`](crate::warden::KafkaCluster::group_reader).
+#[derive(Debug, Clone)]
+pub struct GroupReaderBuilder {
+    settings: ClientSettings,
+    group_id: String,
+    topics: Vec<String>,
+    start: StartAt,
+    commit_interval: Duration,
+    revoke_grace: Duration,
+    max_pending_per_partition: usize,
+    format: Format,
+    on_decode_error: OnDecodeError,
+}
+
+impl GroupReaderBuilder {
+    pub(crate) fn new(settings: ClientSettings, group_id: &str) -> Self {
+        GroupReaderBuilder {
+            settings,
+            group_id: group_id.to_owned(),
+            topics: Vec::new(),
+            start: StartAt::Beginning,
+            commit_interval: Duration::from_secs(1),
+            revoke_grace: Duration::from_secs(5),
+            max_pending_per_partition: 10_000,
+            format: Format::default(),
+            on_decode_error: OnDecodeError::Fail,
+        }
+    }
+
+    /// Subscribes to this topic too.
+    pub fn topic(mut self, topic: &str) -> Self {
+        self.topics.push(topic.to_owned());
+        self
+    }
+
+    /// Where a group with no committed offset starts: [`StartAt::Beginning`]
+    /// (default) or [`StartAt::End`].
+    pub fn start(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How often processed offsets are committed (default 1 s).
+    pub fn commit_interval(mut self, every: Duration) -> Self {
+        self.commit_interval = every;
+        self
+    }
+
+    /// How long a revoke waits for in-flight records of the revoked
+    /// partitions to be acked before committing (default 5 s).
+    pub fn revoke_grace(mut self, grace: Duration) -> Self {
+        self.revoke_grace = grace;
+        self
+    }
+
+    /// Unacked records per partition above which fetching of that partition
+    /// pauses, until half of them are acked (default 10,000).
+    pub fn max_pending_per_partition(mut self, max: usize) -> Self {
+        self.max_pending_per_partition = max.max(1);
+        self
+    }
+
+    /// Format for records that do not name one (default bincode).
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// What [`GroupReader::typed`] does with undecodable records.
+    pub fn on_decode_error(mut self, policy: OnDecodeError) -> Self {
+        self.on_decode_error = policy;
+        self
+    }
+
+    /// Static membership: a restart with the same id within the session
+    /// timeout gets the same partitions back without a rebalance.
+    pub fn static_member(self, instance_id: &str) -> Self {
+        self.set("group.instance.id", instance_id)
+    }
+
+    /// Cooperative-sticky assignment: rebalances move only the partitions
+    /// that must move.
+    pub fn cooperative(self) -> Self {
+        self.set("partition.assignment.strategy", "cooperative-sticky")
+    }
+
+    /// Reads only committed transactional records (`true`, librdkafka's
+    /// default) or everything (`false`).
+    pub fn read_committed(self, yes: bool) -> Self {
+        self.set("isolation.level", if yes { "read_committed" } else { "read_uncommitted" })
+    }
+
+    /// Any librdkafka consumer setting. `enable.auto.commit` cannot be turned
+    /// on: twitch commits only processed records.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings = self.settings.set(key, value);
+        self
+    }
+
+    /// Creates the consumer and subscribes. Partitions arrive with the
+    /// first rebalance, while the reader is being read.
+    pub fn build(self) -> Result<GroupReader> {
+        self.settings.validate()?;
+        if self.group_id.trim().is_empty() {
+            return Err(Error::config("the consumer group id is empty"));
+        }
+        if self.topics.is_empty() {
+            return Err(Error::config("a group reader needs at least one topic"));
+        }
+        for t in &self.topics {
+            validate_topic_name(t)?;
+        }
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            if self.settings.get(key).is_some_and(|v| v != "false") {
+                return Err(Error::config(format!(
+                    "`{key}` cannot be enabled: twitch commits only what the application acked"
+                )));
+            }
+        }
+        let reset = match self.start {
+            StartAt::Beginning => "earliest",
+            StartAt::End => "latest",
+            StartAt::Offset(_) => {
+                return Err(Error::config("a group starts at the beginning or the end; seek to offsets with a partition reader"))
+            }
+        };
+        let mut config = self.settings.client_config(CONSUMER_DEFAULTS);
+        config.set("group.id", &self.group_id).set("auto.offset.reset", reset);
+        if self.settings.get("auto.offset.reset").is_some() {
+            config.set("auto.offset.reset", self.settings.get("auto.offset.reset").unwrap_or(reset));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            tracker: Mutex::new(OffsetTracker::default()),
+            acked: Notify::new(),
+            events: tx,
+            revoke_grace: self.revoke_grace,
+        });
+        let consumer: StreamConsumer<GroupContext> = config
+            .create_with_context(GroupContext { shared: Arc::clone(&shared) })
+            .map_err(|source| Error::ClientCreation { role: "consumer", source })?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| Error::Subscription { operation: "subscribe", source })?;
+        let dead_letter = match &self.on_decode_error {
+            OnDecodeError::DeadLetter(topic) => Some(KeyedWriter::new(&self.settings, topic)?),
+            OnDecodeError::Fail => None,
+        };
+        info!(group = %self.group_id, ?topics, "joined consumer group");
+        Ok(GroupReader {
+            consumer: Some(consumer),
+            shared,
+            events: Some(rx),
+            group_id: self.group_id,
+            format: self.format,
+            commit_interval: self.commit_interval,
+            last_commit: Instant::now(),
+            max_pending: self.max_pending_per_partition,
+            paused: HashSet::new(),
+            dead_letter,
+            dead_lettered: 0,
+        })
+    }
+}
+
+/// A consumer-group member that commits only what was processed.
+///
+/// ```no_run
+/// # async fn demo() -> twitch::Result<()> {
+/// use futures::StreamExt;
+/// use twitch::warden::KafkaCluster;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Reading { sensor: String, celsius: f64 }
+///
+/// let cluster = KafkaCluster::new("127.0.0.1:9092".into(), "docs".into());
+/// let mut reader = cluster.group_reader("averagers").topic("temperatures").build()?;
+/// {
+///     let mut readings = reader.typed::<Reading>();
+///     while let Some(item) = readings.next().await {
+///         let (reading, ack) = item?;
+///         println!("{} {}", reading.value.sensor, reading.value.celsius);
+///         ack.ack(); // only now may its offset be committed
+///     }
+/// }
+/// reader.shutdown().await?; // commits and leaves the group at once
+/// # Ok(()) }
+/// ```
+pub struct GroupReader {
+    consumer: Option<StreamConsumer<GroupContext>>,
+    shared: Arc<Shared>,
+    events: Option<mpsc::UnboundedReceiver<GroupEvent>>,
+    group_id: String,
+    format: Format,
+    commit_interval: Duration,
+    last_commit: Instant,
+    max_pending: usize,
+    paused: HashSet<TopicPartition>,
+    dead_letter: Option<KeyedWriter>,
+    dead_lettered: u64,
+}
+
+impl std::fmt::Debug for GroupReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupReader")
+            .field("group_id", &self.group_id)
+            .field("assignment", &self.assignment())
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupReader {
+    fn consumer(&self) -> &StreamConsumer<GroupContext> {
+        // Only `shutdown` (which consumes self) and drop take it.
+        self.consumer.as_ref().unwrap_or_else(|| unreachable!("consumer present until shutdown"))
+    }
+
+    /// The next record and its [`Ack`].
+    pub async fn next(&mut self) -> Option<Result<(ConsumedRecord, Ack)>> {
+        loop {
+            self.commit_if_due();
+            if let Err(e) = self.apply_backpressure() {
+                return Some(Err(e));
+            }
+            let msg = if self.paused.is_empty() {
+                self.consumer().recv().await
+            } else {
+                let acked = self.shared.acked.notified();
+                tokio::select! {
+                    m = self.consumer().recv() => m,
+                    _ = acked => continue,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                }
+            };
+            match msg {
+                Ok(msg) => {
+                    let record = ConsumedRecord::from_borrowed(&msg);
+                    drop(msg);
+                    let tp = record.topic_partition();
+                    let Some(generation) = self.shared.tracker().handed_out(&tp, record.offset) else {
+                        debug!(%tp, offset = record.offset, "record of a partition not (yet) tracked; skipped, it will be read again");
+                        continue;
+                    };
+                    let ack = Ack { tp, offset: record.offset, generation, shared: Arc::clone(&self.shared) };
+                    return Some(Ok((record, ack)));
+                }
+                Err(source) => return Some(Err(Error::Consume { source })),
+            }
+        }
+    }
+
+    /// Records and their acks as a stream.
+    pub fn stream(&mut self) -> impl Stream<Item = Result<(ConsumedRecord, Ack)>> + '_ {
+        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) })
+    }
+
+    /// The next record decoded as `T`, with its [`Ack`]. Undecodable records
+    /// are handled by the reader's [`OnDecodeError`] policy.
+    pub async fn next_typed<T: DeserializeOwned>(&mut self) -> Option<Result<(Decoded<T>, Ack)>> {
+        loop {
+            let (record, ack) = match self.next().await? {
+                Ok(pair) => pair,
+                Err(e) => return Some(Err(e)),
+            };
+            match self.format.decode_record::<T>(&record.record) {
+                Ok(value) => return Some(Ok((Decoded { value, record }, ack))),
+                Err(source) => match self.dead_letter.as_mut() {
+                    None => return Some(Err(Error::Decode { record: Box::new(record), source })),
+                    Some(writer) => {
+                        let parked = crate::reader::dead_letter_record(&record, &source);
+                        if let Err(e) = writer.produce_and_flush(parked).await {
+                            return Some(Err(e));
+                        }
+                        warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %source, "undecodable record sent to the dead-letter topic");
+                        self.dead_lettered += 1;
+                        ack.ack();
+                    }
+                },
+            }
+        }
+    }
+
+    /// Records decoded as `T`, with their acks, as a stream.
+    pub fn typed<T: DeserializeOwned>(&mut self) -> impl Stream<Item = Result<(Decoded<T>, Ack)>> + '_ {
+        futures::stream::unfold(self, |reader| async move { reader.next_typed::<T>().await.map(|r| (r, reader)) })
+    }
+
+    /// Marks a record processed without its [`Ack`], for example to skip an
+    /// undecodable record returned in [`Error::Decode`].
+    pub fn mark_processed(&self, record: &ConsumedRecord) {
+        let tp = record.topic_partition();
+        let mut tracker = self.shared.tracker();
+        if let Some(generation) = tracker.handed_out(&tp, record.offset) {
+            tracker.processed(&tp, record.offset, generation);
+        }
+    }
+
+    /// Rebalance events. Returns the receiver once; later calls get `None`.
+    pub fn events(&mut self) -> Option<mpsc::UnboundedReceiver<GroupEvent>> {
+        self.events.take()
+    }
+
+    /// Partitions assigned to this member now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.shared.tracker().assigned()
+    }
+
+    /// Records handed out and not yet acked.
+    pub fn pending(&self) -> usize {
+        self.shared.tracker().total_pending()
+    }
+
+    /// Records sent to the dead-letter topic so far.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered
+    }
+
+    /// The group id.
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    fn commit_if_due(&mut self) {
+        if self.last_commit.elapsed() < self.commit_interval {
+            return;
+        }
+        self.last_commit = Instant::now();
+        let offsets = self.shared.tracker().committable(None);
+        if offsets.is_empty() {
+            return;
+        }
+        match tpl_of(&offsets).and_then(|tpl| self.consumer().commit(&tpl, CommitMode::Async)) {
+            Ok(()) => debug!(?offsets, "commit sent"),
+            Err(e) => warn!(error = %e, "periodic commit failed; will retry"),
+        }
+    }
+
+    /// Commits every processed offset now and waits for the broker.
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = self.shared.tracker().committable(None);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let tpl = tpl_of(&offsets).map_err(|source| Error::Commit { source })?;
+        block_here(|| self.consumer().commit(&tpl, CommitMode::Sync)).map_err(|source| Error::Commit { source })?;
+        self.shared.tracker().committed(&offsets);
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn apply_backpressure(&mut self) -> Result<()> {
+        let assigned: HashSet<TopicPartition> = self.assignment().into_iter().collect();
+        self.paused.retain(|tp| assigned.contains(tp));
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        {
+            let tracker = self.shared.tracker();
+            for tp in &assigned {
+                let pending = tracker.pending(tp);
+                if !self.paused.contains(tp) && pending >= self.max_pending {
+                    pause.push(tp.clone());
+                } else if self.paused.contains(tp) && pending <= self.max_pending / 2 {
+                    resume.push(tp.clone());
+                }
+            }
+        }
+        let tpl_for = |tps: &[TopicPartition]| {
+            let mut tpl = TopicPartitionList::new();
+            for tp in tps {
+                tpl.add_partition(&tp.topic, tp.partition);
+            }
+            tpl
+        };
+        if !pause.is_empty() {
+            debug!(partitions = ?pause, "pausing: too many unprocessed records");
+            self.consumer().pause(&tpl_for(&pause)).map_err(|source| Error::Subscription { operation: "pause", source })?;
+            self.paused.extend(pause);
+        }
+        if !resume.is_empty() {
+            debug!(partitions = ?resume, "resuming");
+            self.consumer().resume(&tpl_for(&resume)).map_err(|source| Error::Subscription { operation: "resume", source })?;
+            for tp in &resume {
+                self.paused.remove(tp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what was processed and leaves the group at once, so the other
+    /// members take over without waiting for a session timeout.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let committed = self.commit().await;
+        if let Some(consumer) = self.consumer.take() {
+            // Closing sends LeaveGroup and runs the revoke callback; it blocks,
+            // so it runs off the async threads.
+            tokio::task::spawn_blocking(move || drop(consumer)).await.map_err(|e| Error::Task(e.to_string()))?;
+        }
+        info!(group = %self.group_id, "left consumer group");
+        committed
+    }
+}
+
+impl Drop for GroupReader {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take() {
+            // The consumer's own drop commits through the revoke callback and
+            // leaves the group.
+            block_here(|| drop(consumer));
+        }
+    }
+}
+

@@ -1,0 +1,92 @@
+//! Readers: records out of Kafka as async streams.
+//!
+//! * [`PartitionReader`]: explicitly chosen partitions, no consumer group.
+//! * [`GroupReader`]: a consumer-group member; commits only what the
+//!   application marked processed.
+//!
+//! Both yield [`ConsumedRecord`]s, raw or decoded into typed values through a
+//! [`Format`](crate::codec::Format). A record that does not decode comes back
+//! as [`Error::Decode`](crate::Error::Decode) carrying the raw record; the
+//! stream goes on.
+
+mod group;
+mod offsets;
+mod partition;
+
+pub use group::{Ack, GroupEvent, GroupReader, GroupReaderBuilder, OnDecodeError};
+pub use partition::{PartitionReader, PartitionReaderBuilder};
+
+use serde::de::DeserializeOwned;
+
+use crate::codec::{CodecError, Format};
+use crate::error::{Error, Result};
+use crate::record::{ConsumedRecord, Record};
+
+/// Consumer settings twitch applies unless the user sets them.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("auto.offset.reset", "earliest"),
+];
+
+/// Where reading starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// The oldest record still stored.
+    #[default]
+    Beginning,
+    /// Only records written from now on.
+    End,
+    /// This exact offset.
+    Offset(i64),
+}
+
+impl StartAt {
+    pub(crate) fn to_rd(self) -> rdkafka::Offset {
+        match self {
+            StartAt::Beginning => rdkafka::Offset::Beginning,
+            StartAt::End => rdkafka::Offset::End,
+            StartAt::Offset(o) => rdkafka::Offset::Offset(o),
+        }
+    }
+}
+
+/// A decoded value and the record it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<T> {
+    /// The value.
+    pub value: T,
+    /// Where it came from: topic, partition, offset, key, headers, timestamp.
+    pub record: ConsumedRecord,
+}
+
+/// Decodes a consumed record with the format it names, or `default`.
+pub fn decode<T: DeserializeOwned>(default: Format, record: ConsumedRecord) -> Result<Decoded<T>> {
+    match default.decode_record::<T>(&record.record) {
+        Ok(value) => Ok(Decoded { value, record }),
+        Err(source) => Err(Error::Decode { record: Box::new(record), source }),
+    }
+}
+
+/// Headers a dead-lettered record carries, besides its own.
+pub mod dead_letter_headers {
+    /// Topic the record was read from.
+    pub const TOPIC: &str = "twitch.dlq.topic";
+    /// Partition it was read from.
+    pub const PARTITION: &str = "twitch.dlq.partition";
+    /// Its offset there.
+    pub const OFFSET: &str = "twitch.dlq.offset";
+    /// Why it was parked.
+    pub const ERROR: &str = "twitch.dlq.error";
+}
+
+/// The record to park in a dead-letter topic: the original key, payload,
+/// headers and timestamp, plus headers saying where it came from and why.
+pub(crate) fn dead_letter_record(consumed: &ConsumedRecord, why: &CodecError) -> Record {
+    let mut record = consumed.record.clone();
+    record.set_header(dead_letter_headers::TOPIC, consumed.topic.as_bytes());
+    record.set_header(dead_letter_headers::PARTITION, consumed.partition.to_string());
+    record.set_header(dead_letter_headers::OFFSET, consumed.offset.to_string());
+    record.set_header(dead_letter_headers::ERROR, why.to_string());
+    record
+}

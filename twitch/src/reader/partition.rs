@@ -1,0 +1,197 @@
+//! Reading chosen partitions, without a consumer group.
+
+use std::collections::HashMap;
+
+use futures::Stream;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::TopicPartitionList;
+use serde::de::DeserializeOwned;
+use tracing::debug;
+
+use super::{decode, Decoded, StartAt, CONSUMER_DEFAULTS};
+use crate::codec::Format;
+use crate::config::ClientSettings;
+use crate::error::{Error, Result};
+use crate::record::{ConsumedRecord, TopicPartition};
+use crate::warden::validate_topic_name;
+
+/// Builds a [`PartitionReader`]; get one from
+/// [`KafkaCluster::partition_reader`](crate::warden::KafkaCluster::partition_reader).
+#[derive(Debug, Clone)]
+pub struct PartitionReaderBuilder {
+    settings: ClientSettings,
+    partitions: Vec<(TopicPartition, Option<StartAt>)>,
+    start: StartAt,
+    stop_at_end: bool,
+    format: Format,
+}
+
+impl PartitionReaderBuilder {
+    pub(crate) fn new(settings: ClientSettings) -> Self {
+        PartitionReaderBuilder {
+            settings,
+            partitions: Vec::new(),
+            start: StartAt::Beginning,
+            stop_at_end: false,
+            format: Format::default(),
+        }
+    }
+
+    /// Reads this partition, from the reader's start position.
+    pub fn partition(mut self, tp: TopicPartition) -> Self {
+        self.partitions.push((tp, None));
+        self
+    }
+
+    /// Reads this partition from `start`.
+    pub fn partition_from(mut self, tp: TopicPartition, start: StartAt) -> Self {
+        self.partitions.push((tp, Some(start)));
+        self
+    }
+
+    /// Where partitions without their own start position begin (default:
+    /// the beginning).
+    pub fn start(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Ends the stream once every partition is read up to the end it had
+    /// when reading caught up with it (default: run forever).
+    pub fn stop_at_end(mut self, stop: bool) -> Self {
+        self.stop_at_end = stop;
+        self
+    }
+
+    /// Format for records that do not name one (default bincode).
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Any librdkafka consumer setting, for example `isolation.level`.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings = self.settings.set(key, value);
+        self
+    }
+
+    /// Creates the consumer and assigns the partitions.
+    pub fn build(self) -> Result<PartitionReader> {
+        self.settings.validate()?;
+        if self.partitions.is_empty() {
+            return Err(Error::config("a partition reader needs at least one partition"));
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut pending = HashMap::new();
+        for (tp, start) in &self.partitions {
+            validate_topic_name(&tp.topic)?;
+            tpl.add_partition_offset(&tp.topic, tp.partition, start.unwrap_or(self.start).to_rd())
+                .map_err(|source| Error::Subscription { operation: "assign", source })?;
+            pending.insert(tp.clone(), -1);
+        }
+        let eof = if self.stop_at_end { "true" } else { "false" };
+        let mut config = self.settings.client_config(CONSUMER_DEFAULTS);
+        config.set("enable.partition.eof", eof);
+        let consumer: StreamConsumer = config
+            .create()
+            .map_err(|source| Error::ClientCreation { role: "consumer", source })?;
+        consumer.assign(&tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
+        debug!(partitions = self.partitions.len(), "partition reader assigned");
+        Ok(PartitionReader {
+            consumer,
+            format: self.format,
+            stop_at_end: self.stop_at_end,
+            next_offsets: pending,
+            done: Default::default(),
+        })
+    }
+}
+
+/// Reads explicitly assigned partitions as an async stream.
+///
+/// ```no_run
+/// # async fn demo() -> twitch::Result<()> {
+/// use futures::StreamExt;
+/// use twitch::{warden::KafkaCluster, reader::StartAt, TopicPartition};
+///
+/// let cluster = KafkaCluster::new("127.0.0.1:9092".into(), "docs".into());
+/// let mut reader = cluster
+///     .partition_reader()
+///     .partition(TopicPartition::new("events", 0))
+///     .start(StartAt::Beginning)
+///     .stop_at_end(true)
+///     .build()?;
+/// let mut records = reader.stream();
+/// while let Some(record) = records.next().await {
+///     let record = record?;
+///     println!("{}@{}: {} bytes", record.partition, record.offset, record.payload().len());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct PartitionReader {
+    consumer: StreamConsumer,
+    format: Format,
+    stop_at_end: bool,
+    /// Next offset to read per partition (-1 before the first record).
+    next_offsets: HashMap<TopicPartition, i64>,
+    /// Partitions that reached their end (with `stop_at_end`).
+    done: std::collections::HashSet<TopicPartition>,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("partitions", &self.next_offsets)
+            .field("format", &self.format)
+            .field("stop_at_end", &self.stop_at_end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionReader {
+    /// The next record; `None` once every partition is done (with
+    /// [`stop_at_end`](PartitionReaderBuilder::stop_at_end)).
+    pub async fn next(&mut self) -> Option<Result<ConsumedRecord>> {
+        loop {
+            if self.stop_at_end && self.done.len() == self.next_offsets.len() {
+                return None;
+            }
+            match self.consumer.recv().await {
+                Ok(msg) => {
+                    let record = ConsumedRecord::from_borrowed(&msg);
+                    if let Some(next) = self.next_offsets.get_mut(&record.topic_partition()) {
+                        *next = record.offset + 1;
+                    }
+                    return Some(Ok(record));
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    // The error names only the partition number; every
+                    // assigned partition with that number is caught up.
+                    for tp in self.next_offsets.keys().filter(|tp| tp.partition == partition) {
+                        debug!(%tp, "partition read to its end");
+                        self.done.insert(tp.clone());
+                    }
+                }
+                Err(source) => return Some(Err(Error::Consume { source })),
+            }
+        }
+    }
+
+    /// The records as a stream.
+    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumedRecord>> + '_ {
+        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) })
+    }
+
+    /// The records decoded as `T`; a record that does not decode is an
+    /// [`Error::Decode`] item carrying it, and the stream goes on.
+    pub fn typed<T: DeserializeOwned>(&mut self) -> impl Stream<Item = Result<Decoded<T>>> + '_ {
+        let format = self.format;
+        futures::StreamExt::map(self.stream(), move |r| r.and_then(|rec| decode(format, rec)))
+    }
+
+    /// Offset of the next record to be read in `tp`, once one was read.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.next_offsets.get(tp).copied().filter(|o| *o >= 0)
+    }
+}

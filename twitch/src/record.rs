@@ -1,0 +1,233 @@
+//! Records, as written and as read back.
+
+use std::fmt;
+
+use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers as _, Message, OwnedHeaders};
+
+/// Kafka offset of a record within its partition.
+pub type Offset = i64;
+
+/// A topic and one of its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number, from 0.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic partition from a topic name and a partition number.
+    ///
+    /// ```
+    /// let tp = twitch::TopicPartition::new("readings", 2);
+    /// assert_eq!(tp.to_string(), "readings/2");
+    /// ```
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+
+    /// Same as [`TopicPartition::new`], under the name existing code uses.
+    ///
+    /// ```
+    /// let tp = twitch::TopicPartition::from_str("test_topic", 0);
+    /// assert_eq!(tp.partition, 0);
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(topic: &str, partition: i32) -> Self {
+        Self::new(topic, partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// One record header. Kafka allows repeated keys and null values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header name.
+    pub key: String,
+    /// Header value; `None` is Kafka's null.
+    pub value: Option<Vec<u8>>,
+}
+
+/// A record to write, or the body of one read back.
+///
+/// The payload goes to Kafka byte for byte: twitch adds no envelope.
+///
+/// ```
+/// use twitch::Record;
+/// let r = Record::new(b"21.5".to_vec())
+///     .with_key("sensor-1")
+///     .with_header("source", "lab")
+///     .with_timestamp(1_700_000_000_000);
+/// assert_eq!(r.key.as_deref(), Some(&b"sensor-1"[..]));
+/// assert_eq!(r.header("source"), Some(&b"lab"[..]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Optional key; keyed writers choose the partition from it.
+    pub key: Option<Vec<u8>>,
+    /// The value bytes.
+    pub payload: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<Header>,
+    /// Creation time in milliseconds since the Unix epoch; `None` lets the
+    /// client stamp it.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// A record with this payload and nothing else.
+    pub fn new(payload: Vec<u8>) -> Self {
+        Record { payload, ..Record::default() }
+    }
+
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Appends a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(Header { key: key.into(), value: Some(value.into()) });
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the Unix epoch).
+    pub fn with_timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// The value of the last header named `key`, if any.
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers.iter().rev().find(|h| h.key == key).and_then(|h| h.value.as_deref())
+    }
+
+    /// Sets header `key`, replacing earlier headers of that name.
+    pub fn set_header(&mut self, key: &str, value: impl Into<Vec<u8>>) {
+        self.headers.retain(|h| h.key != key);
+        self.headers.push(Header { key: key.to_owned(), value: Some(value.into()) });
+    }
+
+    /// Bytes this record takes on the wire, roughly: key, payload and headers.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.len() + headers_size(&self.headers)
+    }
+
+    /// Copies key, payload, headers and timestamp out of a librdkafka message.
+    pub(crate) fn from_message<M: Message>(msg: &M) -> Self {
+        let headers = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+            timestamp: msg.timestamp().to_millis(),
+        }
+    }
+}
+
+/// Bytes of header names and values.
+pub(crate) fn headers_size(headers: &[Header]) -> usize {
+    headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len)).sum()
+}
+
+/// librdkafka headers from ours, plus one `extra` header; `None` when there
+/// are none at all.
+pub(crate) fn rd_headers(headers: &[Header], extra: Option<(&str, &str)>) -> Option<OwnedHeaders> {
+    if headers.is_empty() && extra.is_none() {
+        return None;
+    }
+    let mut out = OwnedHeaders::new_with_capacity(headers.len() + usize::from(extra.is_some()));
+    for h in headers {
+        out = out.insert(RdHeader { key: &h.key, value: h.value.as_ref() });
+    }
+    if let Some((key, value)) = extra {
+        out = out.insert(RdHeader { key, value: Some(value) });
+    }
+    Some(out)
+}
+
+/// A record read from Kafka, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: Offset,
+    /// Key, payload, headers and timestamp.
+    pub record: Record,
+}
+
+impl ConsumedRecord {
+    /// The partition this record was read from.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.record.payload
+    }
+
+    /// The key bytes, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.record.key.as_deref()
+    }
+
+    pub(crate) fn from_borrowed(msg: &BorrowedMessage<'_>) -> Self {
+        ConsumedRecord {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            record: Record::from_message(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lookup_takes_the_last_and_set_replaces() {
+        let mut r = Record::new(vec![]).with_header("a", "1").with_header("a", "2");
+        assert_eq!(r.header("a"), Some(&b"2"[..]));
+        r.set_header("a", "3");
+        assert_eq!(r.headers.len(), 1);
+        assert_eq!(r.header("a"), Some(&b"3"[..]));
+        assert_eq!(r.header("b"), None);
+    }
+
+    #[test]
+    fn size_counts_key_payload_and_headers() {
+        let r = Record::new(vec![0; 10]).with_key("kk").with_header("h", "vvv");
+        assert_eq!(r.size(), 10 + 2 + 1 + 3);
+    }
+
+    #[test]
+    fn rd_headers_round_trip() {
+        let r = Record::new(vec![]).with_header("x", "y");
+        let pairs = |h: OwnedHeaders| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect::<Vec<_>>();
+        assert_eq!(rd_headers(&r.headers, None).map(pairs), Some(vec![("x".to_owned(), Some(b"y".to_vec()))]));
+        assert_eq!(
+            rd_headers(&[], Some(("f", "json"))).map(pairs),
+            Some(vec![("f".to_owned(), Some(b"json".to_vec()))])
+        );
+        assert!(rd_headers(&[], None).is_none());
+    }
+}

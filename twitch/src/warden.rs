@@ -1,0 +1,548 @@
+//! The cluster: brokers, topics, metadata, and the factory for writers and
+//! readers.
+//!
+//! ```no_run
+//! # async fn demo() -> twitch::Result<()> {
+//! use std::time::Duration;
+//! use twitch::warden::{KafkaCluster, TopicConfiguration};
+//!
+//! let cluster = KafkaCluster::builder("127.0.0.1:9092")
+//!     .client_id("inventory")
+//!     .broker_timeout(Duration::from_secs(30))
+//!     .build()?;
+//! cluster.wait_for_brokers().await?;
+//! cluster
+//!     .create_topics(&[TopicConfiguration::new("orders", 3).with_config("retention.ms", "86400000")])
+//!     .await?;
+//! for topic in cluster.topics().await? {
+//!     println!("{} has {} partitions", topic.name, topic.partitions.len());
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
+use tracing::{debug, info};
+
+use crate::config::ClientSettings;
+use crate::error::{Error, Result};
+use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
+use crate::record::TopicPartition;
+use crate::writer::{KeyedWriter, PartitionWriter};
+
+/// Default time [`KafkaCluster::wait_for_brokers`] keeps trying.
+pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default timeout of one metadata or admin request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a topic should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfiguration {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions (at least 1).
+    pub partitions: i32,
+    /// Replication factor; `-1` takes the broker's default.
+    pub replication: i32,
+    /// Topic configs such as `retention.ms` or `cleanup.policy`.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicConfiguration {
+    /// One partition, the broker's default replication, no configs.
+    pub fn new_with_default(name: &str) -> Self {
+        Self::new(name, 1)
+    }
+
+    /// `partitions` partitions, the broker's default replication.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        TopicConfiguration { name: name.into(), partitions, replication: -1, configs: BTreeMap::new() }
+    }
+
+    /// Sets the replication factor.
+    pub fn with_replication(mut self, replication: i32) -> Self {
+        self.replication = replication;
+        self
+    }
+
+    /// Adds a topic config.
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.insert(key.into(), value.into());
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        validate_topic_name(&self.name)?;
+        if self.partitions < 1 {
+            return Err(Error::config(format!(
+                "topic `{}` needs at least 1 partition, not {}",
+                self.name, self.partitions
+            )));
+        }
+        if self.replication == 0 || self.replication < -1 {
+            return Err(Error::config(format!(
+                "topic `{}`: replication factor must be at least 1 (or -1 for the broker default), not {}",
+                self.name, self.replication
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a topic name as Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
+/// and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." || !name.chars().all(legal) {
+        return Err(Error::config(format!(
+            "`{name}` is not a valid topic name (1 to 249 characters of a-z, A-Z, 0-9, `.`, `_`, `-`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A broker of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Node id.
+    pub id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+}
+
+/// A partition of a topic, with its watermarks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Partition number.
+    pub id: i32,
+    /// Node id of the leader (-1 when there is none).
+    pub leader: i32,
+    /// Replica node ids.
+    pub replicas: Vec<i32>,
+    /// Oldest offset still stored.
+    pub low_watermark: i64,
+    /// Offset the next record will get.
+    pub high_watermark: i64,
+}
+
+impl PartitionInfo {
+    /// Records stored in the partition.
+    pub fn len(&self) -> i64 {
+        (self.high_watermark - self.low_watermark).max(0)
+    }
+
+    /// True when the partition holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Its partitions, by id.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+impl TopicInfo {
+    /// Records stored over all partitions.
+    pub fn len(&self) -> i64 {
+        self.partitions.iter().map(PartitionInfo::len).sum()
+    }
+
+    /// True when the topic holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Inner {
+    settings: ClientSettings,
+    broker_timeout: Duration,
+    request_timeout: Duration,
+    admin: Mutex<Option<Arc<AdminClient<DefaultClientContext>>>>,
+}
+
+/// A Kafka cluster: the entry point of twitch. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaCluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KafkaCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCluster").field("settings", &self.inner.settings).finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`KafkaCluster`]; every setting has a documented default.
+#[derive(Debug, Clone)]
+pub struct KafkaClusterBuilder {
+    settings: ClientSettings,
+    broker_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl KafkaClusterBuilder {
+    /// Client id (default `twitch`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.settings = self.settings.with_client_id(id);
+        self
+    }
+
+    /// Any librdkafka setting, passed through to every client (for example
+    /// `security.protocol`, `sasl.mechanism`, `ssl.ca.location`).
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings = self.settings.set(key, value);
+        self
+    }
+
+    /// How long [`KafkaCluster::wait_for_brokers`] keeps trying (default
+    /// [`DEFAULT_BROKER_TIMEOUT`]).
+    pub fn broker_timeout(mut self, timeout: Duration) -> Self {
+        self.broker_timeout = timeout;
+        self
+    }
+
+    /// Timeout of one metadata or admin request (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Checks the settings and builds the cluster handle. No connection is
+    /// made yet.
+    pub fn build(self) -> Result<KafkaCluster> {
+        self.settings.validate()?;
+        Ok(KafkaCluster::from_settings(self.settings, self.broker_timeout, self.request_timeout))
+    }
+}
+
+impl KafkaCluster {
+    /// A cluster handle for the comma-separated `brokers`, with `name` as the
+    /// client id. Settings are checked on first use; see
+    /// [`KafkaCluster::builder`] for more options.
+    pub fn new(brokers: String, name: String) -> Self {
+        Self::from_settings(ClientSettings::new(brokers, name), DEFAULT_BROKER_TIMEOUT, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// A builder for a cluster handle.
+    pub fn builder(brokers: impl Into<String>) -> KafkaClusterBuilder {
+        KafkaClusterBuilder {
+            settings: ClientSettings::new(brokers, "twitch"),
+            broker_timeout: DEFAULT_BROKER_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    fn from_settings(settings: ClientSettings, broker_timeout: Duration, request_timeout: Duration) -> Self {
+        KafkaCluster {
+            inner: Arc::new(Inner { settings, broker_timeout, request_timeout, admin: Mutex::new(None) }),
+        }
+    }
+
+    /// The settings every client of this cluster starts from.
+    pub fn settings(&self) -> &ClientSettings {
+        &self.inner.settings
+    }
+
+    /// Timeout of one metadata or admin request.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    fn admin(&self) -> Result<Arc<AdminClient<DefaultClientContext>>> {
+        let mut slot = self.inner.admin.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(admin) = slot.as_ref() {
+            return Ok(Arc::clone(admin));
+        }
+        self.inner.settings.validate()?;
+        let admin: AdminClient<DefaultClientContext> = self
+            .inner
+            .settings
+            .client_config(&[])
+            .create()
+            .map_err(|source| Error::ClientCreation { role: "admin client", source })?;
+        let admin = Arc::new(admin);
+        *slot = Some(Arc::clone(&admin));
+        Ok(admin)
+    }
+
+    /// Runs a blocking librdkafka call on Tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AdminClient<DefaultClientContext>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let admin = self.admin()?;
+        tokio::task::spawn_blocking(move || f(&admin)).await.map_err(|e| Error::Task(e.to_string()))
+    }
+
+    async fn metadata(&self, topic: Option<String>, timeout: Duration) -> Result<Metadata, KafkaError> {
+        match self.blocking(move |a| a.inner().fetch_metadata(topic.as_deref(), timeout)).await {
+            Ok(res) => res,
+            Err(e) => Err(KafkaError::MetadataFetch(match e.kafka_code() {
+                Some(code) => code,
+                None => RDKafkaErrorCode::Fail,
+            })),
+        }
+    }
+
+    /// Waits until a broker answers a metadata request, retrying with
+    /// exponential backoff (100 ms up to 2 s) until the broker timeout, then
+    /// fails with [`Error::BrokersUnavailable`].
+    pub async fn wait_for_brokers(&self) -> Result<Vec<BrokerInfo>> {
+        self.inner.settings.validate()?;
+        let started = Instant::now();
+        let deadline = started + self.inner.broker_timeout;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = remaining.min(self.inner.request_timeout).max(Duration::from_millis(100));
+            let err = match self.metadata(None, attempt).await {
+                Ok(md) if !md.brokers().is_empty() => {
+                    let brokers: Vec<BrokerInfo> = md
+                        .brokers()
+                        .iter()
+                        .map(|b| BrokerInfo { id: b.id(), host: b.host().to_owned(), port: b.port() })
+                        .collect();
+                    info!(brokers = brokers.len(), waited = ?started.elapsed(), "Kafka brokers are up");
+                    return Ok(brokers);
+                }
+                Ok(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerNotAvailable),
+                Err(e) => e,
+            };
+            if Instant::now() + backoff >= deadline {
+                return Err(Error::BrokersUnavailable {
+                    brokers: self.inner.settings.brokers().to_owned(),
+                    waited: started.elapsed(),
+                    source: err,
+                });
+            }
+            debug!(error = %err, ?backoff, "brokers not ready yet");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    fn admin_options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.inner.request_timeout))
+            .operation_timeout(Some(self.inner.request_timeout))
+    }
+
+    /// Creates topics; a topic that already exists is not an error (its
+    /// partition count is not checked; see [`KafkaCluster::ensure_topic`]).
+    /// Returns once the new topics show in the cluster's metadata.
+    pub async fn create_topics(&self, topics: &[TopicConfiguration]) -> Result<()> {
+        for t in topics {
+            t.validate()?;
+        }
+        let admin = self.admin()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                t.configs.iter().fold(
+                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)),
+                    |nt, (k, v)| nt.set(k, v),
+                )
+            })
+            .collect();
+        let results = admin
+            .create_topics(&new_topics, &self.admin_options())
+            .await
+            .map_err(|source| Error::Admin { operation: "create topics", source })?;
+        for res in results {
+            match res {
+                Ok(name) => info!(topic = %name, "topic created"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "topic exists"),
+                Err((topic, code)) => {
+                    return Err(Error::TopicAdmin { operation: "creation", topic, code, detail: None });
+                }
+            }
+        }
+        for t in topics {
+            self.wait_for_topic(&t.name).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until metadata shows `topic` with a leader for every partition.
+    async fn wait_for_topic(&self, topic: &str) -> Result<()> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            let md = self.metadata(Some(topic.to_owned()), self.inner.request_timeout).await;
+            let ready = md.as_ref().is_ok_and(|md| {
+                md.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            });
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::UnknownTopic { topic: topic.to_owned() });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates the topic if needed and checks it has the configured number of
+    /// partitions ([`Error::PartitionCountMismatch`] otherwise).
+    pub async fn ensure_topic(&self, config: &TopicConfiguration) -> Result<TopicInfo> {
+        self.create_topics(std::slice::from_ref(config)).await?;
+        let info = self.topic(&config.name).await?;
+        let actual = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
+        if actual != config.partitions {
+            return Err(Error::PartitionCountMismatch {
+                topic: config.name.clone(),
+                expected: config.partitions,
+                actual,
+            });
+        }
+        Ok(info)
+    }
+
+    /// Deletes topics. A topic that does not exist is reported as
+    /// [`Error::TopicAdmin`] with code `UnknownTopicOrPartition`.
+    pub async fn delete_topics(&self, topics: &[&str]) -> Result<()> {
+        let admin = self.admin()?;
+        let results = admin
+            .delete_topics(topics, &self.admin_options())
+            .await
+            .map_err(|source| Error::Admin { operation: "delete topics", source })?;
+        for res in results {
+            match res {
+                Ok(name) => info!(topic = %name, "topic deleted"),
+                Err((topic, code)) => {
+                    return Err(Error::TopicAdmin { operation: "deletion", topic, code, detail: None });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All topics (internal ones included) with partitions and watermarks.
+    pub async fn topics(&self) -> Result<Vec<TopicInfo>> {
+        self.topic_infos(None).await
+    }
+
+    /// One topic with partitions and watermarks.
+    pub async fn topic(&self, name: &str) -> Result<TopicInfo> {
+        validate_topic_name(name)?;
+        self.topic_infos(Some(name.to_owned()))
+            .await?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::UnknownTopic { topic: name.to_owned() })
+    }
+
+    async fn topic_infos(&self, only: Option<String>) -> Result<Vec<TopicInfo>> {
+        let timeout = self.inner.request_timeout;
+        let res = self
+            .blocking(move |admin| -> Result<Vec<TopicInfo>> {
+                let client = admin.inner();
+                let md = client
+                    .fetch_metadata(only.as_deref(), timeout)
+                    .map_err(|source| Error::Metadata { source })?;
+                let mut out = Vec::new();
+                for t in md.topics() {
+                    if let Some(err) = t.error() {
+                        let code = RDKafkaErrorCode::from(err);
+                        if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                            continue;
+                        }
+                        return Err(Error::Metadata { source: KafkaError::MetadataFetch(code) });
+                    }
+                    let mut partitions = Vec::with_capacity(t.partitions().len());
+                    for p in t.partitions() {
+                        let (low, high) = client
+                            .fetch_watermarks(t.name(), p.id(), timeout)
+                            .map_err(|source| Error::Metadata { source })?;
+                        partitions.push(PartitionInfo {
+                            id: p.id(),
+                            leader: p.leader(),
+                            replicas: p.replicas().to_vec(),
+                            low_watermark: low,
+                            high_watermark: high,
+                        });
+                    }
+                    partitions.sort_by_key(|p| p.id);
+                    out.push(TopicInfo { name: t.name().to_owned(), partitions });
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            })
+            .await?;
+        res
+    }
+
+    /// A writer for one partition. Each writer owns its own producer, so
+    /// create one and keep it.
+    pub fn get_writer_for_partition(&self, tp: TopicPartition) -> Result<PartitionWriter> {
+        PartitionWriter::new(&self.inner.settings, tp)
+    }
+
+    /// A writer that spreads records over `topic`'s partitions by key.
+    pub fn keyed_writer(&self, topic: &str) -> Result<KeyedWriter> {
+        KeyedWriter::new(&self.inner.settings, topic)
+    }
+
+    /// A reader of explicitly chosen partitions (no consumer group).
+    pub fn partition_reader(&self) -> PartitionReaderBuilder {
+        PartitionReaderBuilder::new(self.inner.settings.clone())
+    }
+
+    /// A member of consumer group `group_id`; add topics with
+    /// [`GroupReaderBuilder::topic`].
+    pub fn group_reader(&self, group_id: &str) -> GroupReaderBuilder {
+        GroupReaderBuilder::new(self.inner.settings.clone(), group_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "test_topic", "a.b-c_D9", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "has space", "ümlaut", "a/b", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn topic_configuration_is_validated() {
+        assert!(TopicConfiguration::new("t", 3).validate().is_ok());
+        assert!(TopicConfiguration::new("t", 0).validate().is_err());
+        assert!(TopicConfiguration::new("t", -2).validate().is_err());
+        assert!(TopicConfiguration::new("t", 1).with_replication(0).validate().is_err());
+        assert!(TopicConfiguration::new("t", 1).with_replication(-1).validate().is_ok());
+        let d = TopicConfiguration::new_with_default("t");
+        assert_eq!((d.partitions, d.replication), (1, -1));
+    }
+
+    #[test]
+    fn builder_rejects_bad_brokers_and_keeps_settings() {
+        assert!(KafkaCluster::builder("nonsense").build().is_err());
+        let c = KafkaCluster::builder("127.0.0.1:1").client_id("me").set("sasl.username", "u").build().unwrap();
+        assert_eq!(c.settings().client_id(), "me");
+        assert_eq!(c.settings().get("sasl.username"), Some("u"));
+    }
+}

@@ -1,0 +1,461 @@
+//! Writers: records in, acknowledged by the broker.
+//!
+//! * [`PartitionWriter`] writes to one partition (what the seed code uses).
+//! * [`KeyedWriter`] spreads records over a topic's partitions by key, with
+//!   Kafka's default murmur2 partitioner, so other clients agree.
+//!
+//! Both are idempotent by default (`enable.idempotence=true`, `acks=all`).
+//! `produce` returns once librdkafka has queued the record; when that queue is
+//! full it waits (backpressure) instead of failing. `flush` waits for the
+//! broker's acknowledgements and returns every record that was not delivered,
+//! with its reason, as [`Error::Delivery`].
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tracing::{debug, error, warn};
+
+use crate::codec::{Format, FORMAT_HEADER};
+use crate::config::ClientSettings;
+use crate::error::{DeliveryFailure, Error, Result};
+use crate::rt::block_here;
+use crate::record::{headers_size, rd_headers, Header, Offset, Record, TopicPartition};
+
+/// Producer settings twitch applies unless the user sets them.
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("linger.ms", "5"),
+    ("compression.type", "none"),
+    ("partitioner", "murmur2_random"),
+];
+
+/// How long `flush` waits by default.
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
+
+/// Delivery reports land here, on librdkafka's polling thread.
+#[derive(Default)]
+struct DeliveryTracker {
+    delivered: AtomicU64,
+    last_offset: AtomicI64,
+    failures: Mutex<Vec<DeliveryFailure>>,
+    /// Tasks waiting for room in the queue or for a flush.
+    waiters: AtomicUsize,
+    notify: Notify,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(msg) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                self.last_offset.fetch_max(msg.offset(), Ordering::Relaxed);
+            }
+            Err((err, msg)) => {
+                error!(topic = msg.topic(), partition = msg.partition(), error = %err, "record not delivered");
+                let failure = DeliveryFailure {
+                    topic: msg.topic().to_owned(),
+                    partition: (msg.partition() >= 0).then_some(msg.partition()),
+                    record: Record::from_message(msg),
+                    error: err.clone(),
+                };
+                self.failures.lock().unwrap_or_else(PoisonError::into_inner).push(failure);
+            }
+        }
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// One record on its way into librdkafka, borrowed from the caller.
+struct Outgoing<'a> {
+    partition: Option<i32>,
+    key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    headers: &'a [Header],
+    timestamp: Option<i64>,
+    /// Format to name in the format header, for typed sends.
+    format: Option<Format>,
+}
+
+impl<'a> Outgoing<'a> {
+    fn record(partition: Option<i32>, r: &'a Record) -> Self {
+        Outgoing {
+            partition,
+            key: r.key.as_deref(),
+            payload: &r.payload,
+            headers: &r.headers,
+            timestamp: r.timestamp,
+            format: None,
+        }
+    }
+
+    fn typed(partition: Option<i32>, key: Option<&'a [u8]>, payload: &'a [u8], format: Format) -> Self {
+        Outgoing { partition, key, payload, headers: &[], timestamp: None, format: Some(format) }
+    }
+
+    fn size(&self) -> usize {
+        self.key.map_or(0, <[u8]>::len) + self.payload.len() + headers_size(self.headers)
+    }
+}
+
+/// The producer and delivery bookkeeping that every writer shares.
+struct WriterCore {
+    producer: ThreadedProducer<DeliveryTracker>,
+    topic: String,
+    format: Format,
+    flush_timeout: Duration,
+    max_message_bytes: usize,
+    /// Reused encode buffer for typed sends.
+    buf: Vec<u8>,
+}
+
+impl WriterCore {
+    fn new(settings: &ClientSettings, topic: &str) -> Result<Self> {
+        settings.validate()?;
+        crate::warden::validate_topic_name(topic)?;
+        let config = settings.client_config(PRODUCER_DEFAULTS);
+        let max_message_bytes = config
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        let tracker = DeliveryTracker { last_offset: AtomicI64::new(-1), ..DeliveryTracker::default() };
+        let producer = config
+            .create_with_context(tracker)
+            .map_err(|source| Error::ClientCreation { role: "producer", source })?;
+        debug!(topic, "writer created");
+        Ok(WriterCore {
+            producer,
+            topic: topic.to_owned(),
+            format: Format::default(),
+            flush_timeout: DEFAULT_FLUSH_TIMEOUT,
+            max_message_bytes,
+            buf: Vec::new(),
+        })
+    }
+
+    fn tracker(&self) -> &DeliveryTracker {
+        self.producer.context()
+    }
+
+    /// Waits until `ready` holds, woken by delivery reports (and at least
+    /// every `poll` as a safety net).
+    async fn wait_for_deliveries(&self, poll: Duration, mut ready: impl FnMut() -> bool) {
+        let tracker = self.tracker();
+        tracker.waiters.fetch_add(1, Ordering::AcqRel);
+        loop {
+            let mut notified = pin!(tracker.notify.notified());
+            notified.as_mut().enable();
+            if ready() {
+                break;
+            }
+            let _ = tokio::time::timeout(poll, notified).await;
+        }
+        tracker.waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Queues one record, waiting while librdkafka's queue is full.
+    async fn enqueue(&self, out: Outgoing<'_>) -> Result<()> {
+        let size = out.size();
+        if size > self.max_message_bytes {
+            return Err(Error::RecordTooLarge { size, limit: self.max_message_bytes });
+        }
+        let partition = out.partition;
+        let mut base = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(out.payload);
+        if let Some(key) = out.key {
+            base = base.key(key);
+        }
+        if let Some(p) = partition {
+            base = base.partition(p);
+        }
+        if let Some(ts) = out.timestamp {
+            base = base.timestamp(ts);
+        }
+        let format = out.format.map(|f| (FORMAT_HEADER, f.name()));
+        if let Some(h) = rd_headers(out.headers, format) {
+            base = base.headers(h);
+        }
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    base = back;
+                    let producer = &self.producer;
+                    // Wait for at least one delivery report, then retry.
+                    let before = self.tracker().delivered.load(Ordering::Relaxed);
+                    self.wait_for_deliveries(Duration::from_millis(20), || {
+                        self.tracker().delivered.load(Ordering::Relaxed) != before || producer.in_flight_count() == 0
+                    })
+                    .await;
+                    // The safety-net timeout also ends the wait, which is fine: retry.
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(Error::RecordTooLarge { size, limit: self.max_message_bytes });
+                }
+                Err((source, _)) => {
+                    return Err(Error::Produce { topic: self.topic.clone(), partition, source });
+                }
+            }
+        }
+    }
+
+    /// Takes the failures reported so far.
+    fn take_failures(&self) -> Vec<DeliveryFailure> {
+        std::mem::take(&mut *self.tracker().failures.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn flush_outcome(&self, flushed: std::result::Result<(), KafkaError>) -> Result<Option<Offset>> {
+        let failures = self.take_failures();
+        if !failures.is_empty() {
+            return Err(Error::Delivery { failures });
+        }
+        if let Err(e) = flushed {
+            debug!(error = %e, "flush did not complete");
+            return Err(Error::FlushTimeout { timeout: self.flush_timeout, in_flight: self.producer.in_flight_count() });
+        }
+        let last = self.tracker().last_offset.load(Ordering::Relaxed);
+        Ok((last >= 0).then_some(last))
+    }
+
+    fn flush_blocking(&self) -> Result<Option<Offset>> {
+        let flushed = block_here(|| self.producer.flush(self.flush_timeout));
+        self.flush_outcome(flushed)
+    }
+
+    async fn flush(&self) -> Result<Option<Offset>> {
+        let deadline = Instant::now() + self.flush_timeout;
+        let producer = &self.producer;
+        let mut timed_out = false;
+        self.wait_for_deliveries(Duration::from_millis(50), || {
+            // A zero-timeout flush asks librdkafka to send lingering batches now.
+            let done = producer.flush(Duration::ZERO).is_ok();
+            timed_out = !done && Instant::now() >= deadline;
+            done || timed_out
+        })
+        .await;
+        let flushed = if timed_out { Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut)) } else { Ok(()) };
+        self.flush_outcome(flushed)
+    }
+
+    fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<Vec<u8>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.format.encode_into(value, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+impl Drop for WriterCore {
+    fn drop(&mut self) {
+        let in_flight = self.producer.in_flight_count();
+        if in_flight > 0 {
+            warn!(topic = %self.topic, in_flight, "writer dropped before flush; flushing now");
+            if let Err(e) = self.flush_blocking() {
+                error!(topic = %self.topic, error = %e, "records lost: writer dropped without a successful flush");
+            }
+        }
+    }
+}
+
+macro_rules! common_writer_methods {
+    () => {
+        /// Waits until every queued record is acknowledged (without blocking
+        /// the async runtime). Returns the offset of the last record the
+        /// broker acknowledged, or every record that failed.
+        pub async fn flush_async(&mut self) -> Result<Option<Offset>> {
+            self.core.flush().await
+        }
+
+        /// Blocking form of [`flush_async`](Self::flush_async), kept for code
+        /// written against the original twitch. Safe to call inside a Tokio
+        /// runtime: on a multi-threaded runtime it moves the runtime's other
+        /// tasks off this thread while it waits.
+        pub fn flush(&mut self) -> Result<Option<Offset>> {
+            self.core.flush_blocking()
+        }
+
+        /// Records the broker acknowledged so far.
+        pub fn delivered(&self) -> u64 {
+            self.core.tracker().delivered.load(Ordering::Relaxed)
+        }
+
+        /// Records queued or on the wire, not yet acknowledged.
+        pub fn in_flight(&self) -> usize {
+            usize::try_from(self.core.producer.in_flight_count()).unwrap_or(0)
+        }
+
+        /// Takes the delivery failures reported since the last flush, without
+        /// waiting.
+        pub fn take_failures(&mut self) -> Vec<DeliveryFailure> {
+            self.core.take_failures()
+        }
+
+        /// Sets the format [`send`](Self::send) encodes with.
+        pub fn with_format(mut self, format: Format) -> Self {
+            self.core.format = format;
+            self
+        }
+
+        /// Sets how long a flush waits (default [`DEFAULT_FLUSH_TIMEOUT`]).
+        pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
+            self.core.flush_timeout = timeout;
+            self
+        }
+
+        /// The topic written to.
+        pub fn topic(&self) -> &str {
+            &self.core.topic
+        }
+    };
+}
+
+/// Writes records to one partition of a topic.
+///
+/// ```no_run
+/// # async fn demo() -> twitch::Result<()> {
+/// use twitch::warden::KafkaCluster;
+/// use twitch::{Record, TopicPartition};
+///
+/// let cluster = KafkaCluster::new("127.0.0.1:9092".into(), "docs".into());
+/// let mut writer = cluster.get_writer_for_partition(TopicPartition::from_str("events", 0))?;
+/// writer.produce(Record::new(b"hello".to_vec())).await?;
+/// writer.send(&("typed", 42)).await?; // encoded with the writer's format
+/// let last_offset = writer.flush_async().await?;
+/// # Ok(()) }
+/// ```
+pub struct PartitionWriter {
+    core: WriterCore,
+    partition: i32,
+}
+
+impl std::fmt::Debug for PartitionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionWriter")
+            .field("topic", &self.core.topic)
+            .field("partition", &self.partition)
+            .field("format", &self.core.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionWriter {
+    pub(crate) fn new(settings: &ClientSettings, tp: TopicPartition) -> Result<Self> {
+        if tp.partition < 0 {
+            return Err(Error::config(format!("partition {} of `{}` is negative", tp.partition, tp.topic)));
+        }
+        Ok(PartitionWriter { core: WriterCore::new(settings, &tp.topic)?, partition: tp.partition })
+    }
+
+    /// Queues a record for the partition; waits only while the send queue is
+    /// full. The payload goes out byte for byte.
+    pub async fn produce(&mut self, record: Record) -> Result<()> {
+        self.core.enqueue(Outgoing::record(Some(self.partition), &record)).await
+    }
+
+    /// Queues a record and waits until it (and all before it) is acknowledged.
+    pub async fn produce_and_flush(&mut self, record: Record) -> Result<Option<Offset>> {
+        self.produce(record).await?;
+        self.flush_async().await
+    }
+
+    /// Encodes `value` with the writer's format, names the format in the
+    /// record's headers, and queues it.
+    pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let buf = self.core.encode(value)?;
+        let res = self.core.enqueue(Outgoing::typed(Some(self.partition), None, &buf, self.core.format)).await;
+        self.core.buf = buf;
+        res
+    }
+
+    /// The partition written to.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    common_writer_methods!();
+}
+
+/// Writes records to a topic, choosing each record's partition from its key
+/// with Kafka's default partitioner (records without a key go to a random
+/// partition).
+///
+/// ```no_run
+/// # async fn demo() -> twitch::Result<()> {
+/// use twitch::warden::KafkaCluster;
+/// use twitch::Record;
+///
+/// let cluster = KafkaCluster::new("127.0.0.1:9092".into(), "docs".into());
+/// let mut writer = cluster.keyed_writer("readings")?;
+/// writer.produce(Record::new(b"21.5".to_vec()).with_key("sensor-1")).await?;
+/// writer.send_keyed(b"sensor-2", &21.7_f64).await?;
+/// writer.flush_async().await?;
+/// # Ok(()) }
+/// ```
+pub struct KeyedWriter {
+    core: WriterCore,
+}
+
+impl std::fmt::Debug for KeyedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedWriter")
+            .field("topic", &self.core.topic)
+            .field("format", &self.core.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyedWriter {
+    pub(crate) fn new(settings: &ClientSettings, topic: &str) -> Result<Self> {
+        Ok(KeyedWriter { core: WriterCore::new(settings, topic)? })
+    }
+
+    /// Queues a record; its key picks the partition.
+    pub async fn produce(&mut self, record: Record) -> Result<()> {
+        self.core.enqueue(Outgoing::record(None, &record)).await
+    }
+
+    /// Queues a record to an explicit partition, ignoring the partitioner.
+    pub async fn produce_to(&mut self, partition: i32, record: Record) -> Result<()> {
+        self.core.enqueue(Outgoing::record(Some(partition), &record)).await
+    }
+
+    /// Queues a record and waits until it (and all before it) is acknowledged.
+    pub async fn produce_and_flush(&mut self, record: Record) -> Result<Option<Offset>> {
+        self.produce(record).await?;
+        self.flush_async().await
+    }
+
+    /// Encodes `value` with the writer's format and queues it under `key`.
+    pub async fn send_keyed<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<()> {
+        let buf = self.core.encode(value)?;
+        let res = self.core.enqueue(Outgoing::typed(None, Some(key), &buf, self.core.format)).await;
+        self.core.buf = buf;
+        res
+    }
+
+    /// Encodes `value` with the writer's format and queues it without a key.
+    pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let buf = self.core.encode(value)?;
+        let res = self.core.enqueue(Outgoing::typed(None, None, &buf, self.core.format)).await;
+        self.core.buf = buf;
+        res
+    }
+
+    common_writer_methods!();
+}
+
