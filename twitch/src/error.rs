@@ -72,6 +72,13 @@ pub enum Error {
         topic: String,
     },
 
+    /// The consumer group is not known to the cluster.
+    #[error("consumer group `{group}` does not exist")]
+    UnknownGroup {
+        /// Group id.
+        group: String,
+    },
+
     /// An admin operation on a topic failed.
     #[error("{operation} of topic `{topic}` failed: {code}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     TopicAdmin {
@@ -204,6 +211,14 @@ pub enum Error {
     Task(String),
 }
 
+/// The error code of a librdkafka error, admin-request errors included.
+pub(crate) fn code_of(error: &KafkaError) -> Option<RDKafkaErrorCode> {
+    match error {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    }
+}
+
 impl Error {
     /// The librdkafka / broker error code behind this error, if there is one.
     pub fn kafka_code(&self) -> Option<RDKafkaErrorCode> {
@@ -217,8 +232,8 @@ impl Error {
             | Error::Consume { source }
             | Error::Subscription { source, .. }
             | Error::Commit { source }
-            | Error::Transaction { source, .. } => source.rdkafka_error_code(),
-            Error::Delivery { failures } => failures.first().and_then(|f| f.error.rdkafka_error_code()),
+            | Error::Transaction { source, .. } => code_of(source),
+            Error::Delivery { failures } => failures.first().and_then(|f| code_of(&f.error)),
             _ => None,
         }
     }

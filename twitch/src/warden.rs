@@ -31,10 +31,15 @@ use rdkafka::metadata::Metadata;
 use tracing::{debug, info};
 
 use crate::config::ClientSettings;
+
+mod configs;
+mod groups;
+
+pub use groups::{decode_assignment, GroupInfo, MemberInfo, PartitionLag};
 use crate::error::{Error, Result};
 use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
 use crate::record::TopicPartition;
-use crate::writer::{KeyedWriter, PartitionWriter};
+use crate::writer::{KeyedWriter, PartitionWriter, TransactionalWriter};
 
 /// Default time [`KafkaCluster::wait_for_brokers`] keeps trying.
 pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -271,7 +276,9 @@ impl KafkaCluster {
         let admin: AdminClient<DefaultClientContext> = self
             .inner
             .settings
-            .client_config(&[])
+            // Asking about a topic must never create it (brokers with
+            // auto.create.topics.enable would).
+            .client_config(&[("allow.auto.create.topics", "false")])
             .create()
             .map_err(|source| Error::ClientCreation { role: "admin client", source })?;
         let admin = Arc::new(admin);
@@ -455,11 +462,11 @@ impl KafkaCluster {
         let res = self
             .blocking(move |admin| -> Result<Vec<TopicInfo>> {
                 let client = admin.inner();
-                let md = client
-                    .fetch_metadata(only.as_deref(), timeout)
-                    .map_err(|source| Error::Metadata { source })?;
+                // A request for all topics never auto-creates one; a request
+                // naming a missing topic may, on some brokers.
+                let md = client.fetch_metadata(None, timeout).map_err(|source| Error::Metadata { source })?;
                 let mut out = Vec::new();
-                for t in md.topics() {
+                for t in md.topics().iter().filter(|t| only.as_deref().is_none_or(|o| o == t.name())) {
                     if let Some(err) = t.error() {
                         let code = RDKafkaErrorCode::from(err);
                         if code == RDKafkaErrorCode::UnknownTopicOrPartition {
@@ -499,6 +506,13 @@ impl KafkaCluster {
     /// A writer that spreads records over `topic`'s partitions by key.
     pub fn keyed_writer(&self, topic: &str) -> Result<KeyedWriter> {
         KeyedWriter::new(&self.inner.settings, topic)
+    }
+
+    /// A transactional writer to `topic` with this `transactional_id`
+    /// (stable across restarts of the same logical writer). Fences older
+    /// writers with the same id.
+    pub async fn transactional_writer(&self, topic: &str, transactional_id: &str) -> Result<TransactionalWriter> {
+        TransactionalWriter::new(&self.inner.settings, topic, transactional_id).await
     }
 
     /// A reader of explicitly chosen partitions (no consumer group).

@@ -29,6 +29,9 @@ use crate::error::{DeliveryFailure, Error, Result};
 use crate::rt::block_here;
 use crate::record::{headers_size, rd_headers, Header, Offset, Record, TopicPartition};
 
+mod transactional;
+pub use transactional::TransactionalWriter;
+
 /// Producer settings twitch applies unless the user sets them.
 pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
@@ -67,7 +70,16 @@ impl ProducerContext for DeliveryTracker {
                 self.last_offset.fetch_max(msg.offset(), Ordering::Relaxed);
             }
             Err((err, msg)) => {
-                error!(topic = msg.topic(), partition = msg.partition(), error = %err, "record not delivered");
+                let purged = matches!(
+                    err.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                );
+                if purged {
+                    // An aborted transaction drops its queued records.
+                    debug!(topic = msg.topic(), partition = msg.partition(), "record purged");
+                } else {
+                    error!(topic = msg.topic(), partition = msg.partition(), error = %err, "record not delivered");
+                }
                 let failure = DeliveryFailure {
                     topic: msg.topic().to_owned(),
                     partition: (msg.partition() >= 0).then_some(msg.partition()),

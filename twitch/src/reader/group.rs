@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::stream::{BoxStream, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
@@ -49,6 +49,9 @@ struct Shared {
     acked: Notify,
     events: mpsc::UnboundedSender<GroupEvent>,
     revoke_grace: Duration,
+    /// False for transactional readers, whose offsets commit with the
+    /// producer's transaction.
+    commits: bool,
 }
 
 impl Shared {
@@ -141,7 +144,7 @@ impl ConsumerContext for GroupContext {
             }
         });
         let offsets = self.shared.tracker().committable(Some(&revoked));
-        if !offsets.is_empty() && !consumer.assignment_lost() {
+        if self.shared.commits && !offsets.is_empty() && !consumer.assignment_lost() {
             let res = tpl_of(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync));
             match res {
                 Ok(()) => info!(?offsets, "committed processed offsets of revoked partitions"),
@@ -203,6 +206,7 @@ pub struct GroupReaderBuilder {
     max_pending_per_partition: usize,
     format: Format,
     on_decode_error: OnDecodeError,
+    transactional: bool,
 }
 
 impl GroupReaderBuilder {
@@ -217,6 +221,7 @@ impl GroupReaderBuilder {
             max_pending_per_partition: 10_000,
             format: Format::default(),
             on_decode_error: OnDecodeError::Fail,
+            transactional: false,
         }
     }
 
@@ -283,6 +288,15 @@ impl GroupReaderBuilder {
         self.set("isolation.level", if yes { "read_committed" } else { "read_uncommitted" })
     }
 
+    /// For consume-transform-produce: the reader never commits by itself;
+    /// its processed offsets are committed only through
+    /// [`TransactionalWriter::send_offsets`](crate::writer::TransactionalWriter::send_offsets).
+    /// Also reads only committed records.
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
+        self.read_committed(true)
+    }
+
     /// Any librdkafka consumer setting. `enable.auto.commit` cannot be turned
     /// on: twitch commits only processed records.
     pub fn set(mut self, key: &str, value: &str) -> Self {
@@ -328,6 +342,7 @@ impl GroupReaderBuilder {
             acked: Notify::new(),
             events: tx,
             revoke_grace: self.revoke_grace,
+            commits: !self.transactional,
         });
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(GroupContext { shared: Arc::clone(&shared) })
@@ -445,13 +460,13 @@ impl GroupReader {
     }
 
     /// Records and their acks as a stream.
-    pub fn stream(&mut self) -> impl Stream<Item = Result<(ConsumedRecord, Ack)>> + '_ {
-        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) })
+    pub fn stream(&mut self) -> BoxStream<'_, Result<(ConsumedRecord, Ack)>> {
+        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) }).boxed()
     }
 
     /// The next record decoded as `T`, with its [`Ack`]. Undecodable records
     /// are handled by the reader's [`OnDecodeError`] policy.
-    pub async fn next_typed<T: DeserializeOwned>(&mut self) -> Option<Result<(Decoded<T>, Ack)>> {
+    pub async fn next_typed<T: DeserializeOwned + Send>(&mut self) -> Option<Result<(Decoded<T>, Ack)>> {
         loop {
             let (record, ack) = match self.next().await? {
                 Ok(pair) => pair,
@@ -476,8 +491,8 @@ impl GroupReader {
     }
 
     /// Records decoded as `T`, with their acks, as a stream.
-    pub fn typed<T: DeserializeOwned>(&mut self) -> impl Stream<Item = Result<(Decoded<T>, Ack)>> + '_ {
-        futures::stream::unfold(self, |reader| async move { reader.next_typed::<T>().await.map(|r| (r, reader)) })
+    pub fn typed<T: DeserializeOwned + Send>(&mut self) -> BoxStream<'_, Result<(Decoded<T>, Ack)>> {
+        futures::stream::unfold(self, |reader| async move { reader.next_typed::<T>().await.map(|r| (r, reader)) }).boxed()
     }
 
     /// Marks a record processed without its [`Ack`], for example to skip an
@@ -488,6 +503,17 @@ impl GroupReader {
         if let Some(generation) = tracker.handed_out(&tp, record.offset) {
             tracker.processed(&tp, record.offset, generation);
         }
+    }
+
+    /// The offsets that may be committed now: per partition, the first
+    /// record not yet processed.
+    pub fn processed_offsets(&self) -> Vec<(TopicPartition, i64)> {
+        self.shared.tracker().committable(None)
+    }
+
+    /// The group's metadata, for committing offsets in a transaction.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer().group_metadata()
     }
 
     /// Rebalance events. Returns the receiver once; later calls get `None`.
@@ -516,7 +542,7 @@ impl GroupReader {
     }
 
     fn commit_if_due(&mut self) {
-        if self.last_commit.elapsed() < self.commit_interval {
+        if !self.shared.commits || self.last_commit.elapsed() < self.commit_interval {
             return;
         }
         self.last_commit = Instant::now();
@@ -533,7 +559,7 @@ impl GroupReader {
     /// Commits every processed offset now and waits for the broker.
     pub async fn commit(&mut self) -> Result<()> {
         let offsets = self.shared.tracker().committable(None);
-        if offsets.is_empty() {
+        if offsets.is_empty() || !self.shared.commits {
             return Ok(());
         }
         let tpl = tpl_of(&offsets).map_err(|source| Error::Commit { source })?;

@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
-use futures::Stream;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use futures::stream::{BoxStream, StreamExt};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::TopicPartitionList;
 use serde::de::DeserializeOwned;
 use tracing::debug;
@@ -15,6 +16,22 @@ use crate::config::ClientSettings;
 use crate::error::{Error, Result};
 use crate::record::{ConsumedRecord, TopicPartition};
 use crate::warden::validate_topic_name;
+
+/// Logs librdkafka's errors, except the end-of-partition events that
+/// `stop_at_end` asks for.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PartitionEOF)) {
+            debug!(reason, "end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 /// Builds a [`PartitionReader`]; get one from
 /// [`KafkaCluster::partition_reader`](crate::warden::KafkaCluster::partition_reader).
@@ -93,8 +110,13 @@ impl PartitionReaderBuilder {
         let eof = if self.stop_at_end { "true" } else { "false" };
         let mut config = self.settings.client_config(CONSUMER_DEFAULTS);
         config.set("enable.partition.eof", eof);
-        let consumer: StreamConsumer = config
-            .create()
+        // librdkafka's assign needs a group id; this one is never joined and
+        // nothing is committed to it.
+        if self.settings.get("group.id").is_none() {
+            config.set("group.id", format!("twitch-partition-reader-{}", std::process::id()));
+        }
+        let consumer: StreamConsumer<ReaderContext> = config
+            .create_with_context(ReaderContext)
             .map_err(|source| Error::ClientCreation { role: "consumer", source })?;
         consumer.assign(&tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
         debug!(partitions = self.partitions.len(), "partition reader assigned");
@@ -130,7 +152,7 @@ impl PartitionReaderBuilder {
 /// # Ok(()) }
 /// ```
 pub struct PartitionReader {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<ReaderContext>,
     format: Format,
     stop_at_end: bool,
     /// Next offset to read per partition (-1 before the first record).
@@ -179,15 +201,15 @@ impl PartitionReader {
     }
 
     /// The records as a stream.
-    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumedRecord>> + '_ {
-        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) })
+    pub fn stream(&mut self) -> BoxStream<'_, Result<ConsumedRecord>> {
+        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) }).boxed()
     }
 
     /// The records decoded as `T`; a record that does not decode is an
     /// [`Error::Decode`] item carrying it, and the stream goes on.
-    pub fn typed<T: DeserializeOwned>(&mut self) -> impl Stream<Item = Result<Decoded<T>>> + '_ {
+    pub fn typed<T: DeserializeOwned + Send>(&mut self) -> BoxStream<'_, Result<Decoded<T>>> {
         let format = self.format;
-        futures::StreamExt::map(self.stream(), move |r| r.and_then(|rec| decode(format, rec)))
+        self.stream().map(move |r| r.and_then(|rec| decode(format, rec))).boxed()
     }
 
     /// Offset of the next record to be read in `tp`, once one was read.

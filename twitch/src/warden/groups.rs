@@ -1,0 +1,261 @@
+//! Consumer groups: members, assignments, committed offsets, lag, resets.
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
+
+use super::KafkaCluster;
+use crate::error::{Error, Result};
+use crate::reader::StartAt;
+use crate::record::TopicPartition;
+
+/// A consumer group as the coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Group id.
+    pub name: String,
+    /// `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty`, `Dead`.
+    pub state: String,
+    /// Assignment strategy in use, such as `range` or `cooperative-sticky`.
+    pub protocol: String,
+    /// Current members.
+    pub members: Vec<MemberInfo>,
+}
+
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Member id the coordinator gave it.
+    pub id: String,
+    /// Its `client.id`.
+    pub client_id: String,
+    /// Host it connects from.
+    pub host: String,
+    /// Partitions assigned to it.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A group's position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The group's committed offset (the next record it will read), if any.
+    pub committed: Option<i64>,
+    /// Oldest offset stored.
+    pub low_watermark: i64,
+    /// Offset the next record written will get.
+    pub high_watermark: i64,
+    /// Records not yet consumed by the group.
+    pub lag: i64,
+}
+
+/// Decodes a member's assignment in Kafka's consumer protocol
+/// (`ConsumerProtocolAssignment`: version, then topics with partitions).
+/// Returns `None` for bytes that are not such an assignment.
+pub fn decode_assignment(bytes: &[u8]) -> Option<Vec<TopicPartition>> {
+    struct Cursor<'a>(&'a [u8]);
+    impl Cursor<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+    }
+    let mut c = Cursor(bytes);
+    let _version = c.i16()?;
+    let topics = c.i32()?;
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let len = usize::try_from(c.i16()?).ok()?;
+        let topic = std::str::from_utf8(c.take(len)?).ok()?.to_owned();
+        let partitions = c.i32()?;
+        if usize::try_from(partitions).ok()? > c.0.len() / 4 {
+            return None;
+        }
+        for _ in 0..partitions {
+            out.push(TopicPartition::new(topic.clone(), c.i32()?));
+        }
+    }
+    out.sort();
+    Some(out)
+}
+
+fn group_info(g: &rdkafka::groups::GroupInfo) -> GroupInfo {
+    GroupInfo {
+        name: g.name().to_owned(),
+        state: g.state().to_owned(),
+        protocol: g.protocol().to_owned(),
+        members: g
+            .members()
+            .iter()
+            .map(|m| MemberInfo {
+                id: m.id().to_owned(),
+                client_id: m.client_id().to_owned(),
+                host: m.client_host().to_owned(),
+                assignment: m.assignment().and_then(decode_assignment).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+impl KafkaCluster {
+    /// Every consumer group with its members and their assignments.
+    pub async fn consumer_groups(&self) -> Result<Vec<GroupInfo>> {
+        self.describe_groups(None).await
+    }
+
+    /// One consumer group ([`Error::UnknownGroup`] if the coordinator does
+    /// not know it).
+    pub async fn consumer_group(&self, group: &str) -> Result<GroupInfo> {
+        let groups = self.describe_groups(Some(group.to_owned())).await?;
+        groups
+            .into_iter()
+            .find(|g| g.name == group && g.state != "Dead")
+            .ok_or_else(|| Error::UnknownGroup { group: group.to_owned() })
+    }
+
+    async fn describe_groups(&self, group: Option<String>) -> Result<Vec<GroupInfo>> {
+        let timeout = self.request_timeout();
+        let mut groups = self
+            .blocking(move |admin| {
+                let list = admin.inner().fetch_group_list(group.as_deref(), timeout)?;
+                Ok::<_, rdkafka::error::KafkaError>(list.groups().iter().map(group_info).collect::<Vec<_>>())
+            })
+            .await?
+            .map_err(|source| Error::Admin { operation: "describe groups", source })?;
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
+    /// A consumer that speaks for `group` without joining it.
+    fn group_client(&self, group: &str) -> Result<BaseConsumer> {
+        self.settings()
+            .client_config(&[("enable.auto.commit", "false")])
+            .set("group.id", group)
+            .create()
+            .map_err(|source| Error::ClientCreation { role: "consumer", source })
+    }
+
+    /// The group's committed offset and lag in every partition of `topic`.
+    pub async fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
+        let info = self.topic(topic).await?;
+        let consumer = self.group_client(group)?;
+        let timeout = self.request_timeout();
+        let topic = topic.to_owned();
+        let committed = tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            for p in &info.partitions {
+                tpl.add_partition(&topic, p.id);
+            }
+            let committed = consumer.committed_offsets(tpl, timeout);
+            (committed, info, topic)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+        let (committed, info, topic) = committed;
+        let committed = committed.map_err(|source| Error::Admin { operation: "fetch committed offsets", source })?;
+        Ok(info
+            .partitions
+            .iter()
+            .map(|p| {
+                let offset = committed.find_partition(&topic, p.id).and_then(|e| match e.offset() {
+                    RdOffset::Offset(o) => Some(o),
+                    _ => None,
+                });
+                let from = offset.unwrap_or(p.low_watermark).max(p.low_watermark);
+                PartitionLag {
+                    partition: TopicPartition::new(topic.clone(), p.id),
+                    committed: offset,
+                    low_watermark: p.low_watermark,
+                    high_watermark: p.high_watermark,
+                    lag: (p.high_watermark - from).max(0),
+                }
+            })
+            .collect())
+    }
+
+    /// Moves the group's committed offsets in every partition of `topic` to
+    /// the beginning, the end, or an offset. The group must have no active
+    /// members.
+    pub async fn reset_group_offsets(&self, group: &str, topic: &str, to: StartAt) -> Result<()> {
+        if let Ok(g) = self.consumer_group(group).await {
+            if !g.members.is_empty() {
+                return Err(Error::config(format!(
+                    "group `{group}` has {} active member(s); stop them before resetting its offsets",
+                    g.members.len()
+                )));
+            }
+        }
+        let info = self.topic(topic).await?;
+        let mut tpl = TopicPartitionList::new();
+        for p in &info.partitions {
+            let offset = match to {
+                StartAt::Beginning => p.low_watermark,
+                StartAt::End => p.high_watermark,
+                StartAt::Offset(o) => o.clamp(p.low_watermark, p.high_watermark),
+            };
+            tpl.add_partition_offset(topic, p.id, RdOffset::Offset(offset))
+                .map_err(|source| Error::Commit { source })?;
+        }
+        let consumer = self.group_client(group)?;
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|source| Error::Commit { source })
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut b = vec![0, 1];
+        b.extend((topics.len() as i32).to_be_bytes());
+        for (t, ps) in topics {
+            b.extend((t.len() as i16).to_be_bytes());
+            b.extend(t.as_bytes());
+            b.extend((ps.len() as i32).to_be_bytes());
+            for p in *ps {
+                b.extend(p.to_be_bytes());
+            }
+        }
+        b.extend((-1i32).to_be_bytes()); // null user data
+        b
+    }
+
+    #[test]
+    fn decodes_consumer_protocol_assignments() {
+        let bytes = encode(&[("temps", &[2, 0]), ("other", &[1])]);
+        assert_eq!(
+            decode_assignment(&bytes).unwrap(),
+            vec![TopicPartition::new("other", 1), TopicPartition::new("temps", 0), TopicPartition::new("temps", 2)]
+        );
+        assert_eq!(decode_assignment(&encode(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        assert!(decode_assignment(&[]).is_none());
+        assert!(decode_assignment(&[0, 0, 0, 0, 0, 1, 0, 9, b'a']).is_none());
+        // A partition count far beyond the bytes present.
+        let mut b = encode(&[("t", &[])]);
+        let n = b.len();
+        b[n - 8..n - 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(decode_assignment(&b[..n - 4]).is_none());
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let _ = decode_assignment(&junk);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Helpers for the integration tests: the broker under test and unique names.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use twitch::warden::{KafkaCluster, TopicConfiguration};
+
+/// The broker under test, from `KAFKA_BROKERS` (set by `scripts/test.sh`).
+pub fn brokers() -> String {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!("KAFKA_BROKERS is not set: run the tests with scripts/test.sh, or start a broker (scripts/broker.sh start) and export KAFKA_BROKERS"),
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{prefix}-{}-{millis}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn cluster() -> KafkaCluster {
+    KafkaCluster::new(brokers(), "twitch-tests".into())
+}
+
+/// A fresh topic with `partitions` partitions.
+pub async fn topic(cluster: &KafkaCluster, prefix: &str, partitions: i32) -> String {
+    let name = unique(prefix);
+    cluster
+        .create_topics(&[TopicConfiguration::new(&name, partitions)])
+        .await
+        .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    name
+}
+
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,125 @@
+//! Cluster administration against the real broker.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{cluster, unique};
+use twitch::warden::{KafkaCluster, TopicConfiguration};
+use twitch::{Error, Record, TopicPartition};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_brokers_finds_the_broker() {
+    let brokers = cluster().wait_for_brokers().await.unwrap();
+    assert!(!brokers.is_empty());
+    assert!(brokers.iter().all(|b| b.port > 0 && !b.host.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_brokers_gives_up_with_a_clear_error() {
+    // Nothing listens on port 1.
+    let cluster = KafkaCluster::builder("127.0.0.1:1").broker_timeout(Duration::from_secs(3)).build().unwrap();
+    let started = Instant::now();
+    let err = cluster.wait_for_brokers().await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, Error::BrokersUnavailable { .. }), "{err}");
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(15), "{waited:?}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_broker_addresses_are_config_errors() {
+    let err = KafkaCluster::new("not-an-address".into(), "t".into()).wait_for_brokers().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_list_and_delete_topics() {
+    let cluster = cluster();
+    let a = unique("warden-a");
+    let b = unique("warden-b");
+    let topics = [
+        TopicConfiguration::new(&a, 3).with_config("retention.ms", "3600000"),
+        TopicConfiguration::new_with_default(&b),
+    ];
+    cluster.create_topics(&topics).await.unwrap();
+    // Creating again is fine.
+    cluster.create_topics(&topics).await.unwrap();
+
+    let mut w = cluster.get_writer_for_partition(TopicPartition::new(&a, 2)).unwrap();
+    for _ in 0..7 {
+        w.produce(Record::new(vec![1])).await.unwrap();
+    }
+    w.flush_async().await.unwrap();
+
+    let info = cluster.topic(&a).await.unwrap();
+    assert_eq!(info.partitions.iter().map(|p| p.id).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(info.partitions[2].high_watermark, 7);
+    assert_eq!(info.len(), 7);
+    assert!(info.partitions.iter().all(|p| p.leader >= 0));
+    let all = cluster.topics().await.unwrap();
+    assert!(all.iter().any(|t| t.name == a) && all.iter().any(|t| t.name == b));
+    assert_eq!(cluster.topic(&b).await.unwrap().partitions.len(), 1);
+
+    cluster.delete_topics(&[&a, &b]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cluster.topic(&a).await {
+            Err(Error::UnknownTopic { .. }) => break,
+            _ if Instant::now() > deadline => panic!("topic {a} still listed after deletion"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ensure_topic_reports_a_partition_count_mismatch() {
+    let cluster = cluster();
+    let name = unique("warden-mismatch");
+    cluster.ensure_topic(&TopicConfiguration::new(&name, 2)).await.unwrap();
+    match cluster.ensure_topic(&TopicConfiguration::new(&name, 3)).await {
+        Err(Error::PartitionCountMismatch { expected: 3, actual: 2, .. }) => {}
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_topics_are_refused_before_reaching_the_broker() {
+    let cluster = cluster();
+    for bad in [TopicConfiguration::new("has space", 1), TopicConfiguration::new(unique("zero"), 0), TopicConfiguration::new(unique("neg"), -3)] {
+        let err = cluster.create_topics(std::slice::from_ref(&bad)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{bad:?}: {err}");
+    }
+    assert!(matches!(cluster.topic(&unique("missing")).await, Err(Error::UnknownTopic { .. })));
+}
+
+/// What nisshi 0.8.1 lacks must come back as a clear `Unsupported` error;
+/// on a broker that has it (Apache Kafka), it must work.
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_gaps_are_reported_as_unsupported() {
+    let cluster = cluster();
+    let name = unique("warden-gaps");
+    cluster.create_topics(&[TopicConfiguration::new(&name, 1)]).await.unwrap();
+
+    match cluster.add_partitions(&name, 2).await {
+        Ok(()) => {}
+        Err(Error::Unsupported { operation, .. }) => assert_eq!(operation, "add partitions"),
+        Err(e) => panic!("add_partitions: {e}"),
+    }
+    match cluster.topic_configs(&name).await {
+        Ok(configs) => assert!(configs.contains_key("retention.ms"), "{configs:?}"),
+        Err(Error::Unsupported { operation, .. }) => assert_eq!(operation, "describe configs"),
+        Err(e) => panic!("topic_configs: {e}"),
+    }
+    match cluster.transactional_writer(&name, &unique("txn")).await {
+        Ok(mut w) => {
+            w.begin().await.unwrap();
+            w.abort().await.unwrap();
+        }
+        Err(Error::Unsupported { operation, detail }) => {
+            assert_eq!(operation, "transactions");
+            assert!(detail.contains("lacks transactions"), "{detail}");
+        }
+        Err(e) => panic!("transactional_writer: {e}"),
+    }
+}
