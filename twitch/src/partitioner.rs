@@ -6,7 +6,7 @@
 //!
 //! ```
 //! // Java: Utils.toPositive(Utils.murmur2("foobar".getBytes())) % 3
-//! assert_eq!(twitch::partitioner::partition_for_key(b"foobar", 3), 1);
+//! assert_eq!(twitch::partitioner::partition_for_key(b"foobar", 3), 0);
 //! ```
 
 /// Kafka's 32-bit murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`).
