@@ -265,3 +265,91 @@ async fn group_reader_settings_are_checked() {
     let auto = cluster.group_reader("g").topic("t").set("enable.auto.commit", "true").build();
     assert!(matches!(auto, Err(Error::InvalidConfig { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_reader_commits_what_was_processed_and_does_not_hang() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-drop", 1).await;
+    let group = unique("g-drop");
+    write_keyed(&cluster, &topic, 0..20).await;
+    let mut reader = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_secs(3600)).build().unwrap();
+    for _ in 0..12 {
+        let (_, ack) = timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap();
+        ack.ack();
+    }
+    let started = std::time::Instant::now();
+    drop(reader);
+    assert!(started.elapsed() < Duration::from_secs(10), "drop took {:?}", started.elapsed());
+    let lag = cluster.group_lag(&group, &topic).await.unwrap();
+    assert_eq!(lag[0].committed, Some(12), "drop commits through the revoke callback");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cooperative_members_split_the_topic_too() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-coop", 2).await;
+    let group = unique("g-coop");
+    write_keyed(&cluster, &topic, 0..100).await;
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let mut r = cluster.group_reader(&group).topic(&topic).cooperative().build().unwrap();
+            tokio::spawn(async move {
+                let out = drain(&mut r, Duration::from_secs(12)).await;
+                r.shutdown().await.unwrap();
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap().0);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all, (0..100).collect::<Vec<_>>(), "every record read");
+}
+
+/// Work in flight on revoked partitions finishes and is committed before the
+/// partitions move: the member that takes over reads nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_work_is_committed_before_partitions_move() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-grace", 2).await;
+    let group = unique("g-grace");
+    write_keyed(&cluster, &topic, 0..400).await;
+
+    let mut a = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_secs(3600)).build().unwrap();
+    let mut read_by_a = Vec::new();
+    let mut b_task = None;
+    // A processes slowly: each record is acked by another task a second later.
+    while let Ok(Some(item)) = timeout(Duration::from_secs(15), a.next()).await {
+        let (record, ack) = item.unwrap();
+        read_by_a.push(value(record.payload()));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ack.ack();
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if read_by_a.len() == 100 {
+            let mut b = cluster.group_reader(&group).topic(&topic).build().unwrap();
+            b_task = Some(tokio::spawn(async move {
+                let out = drain(&mut b, Duration::from_secs(15)).await;
+                b.shutdown().await.unwrap();
+                out.0
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // let the last acks land
+    a.shutdown().await.unwrap();
+    let read_by_b = b_task.expect("B started").await.unwrap();
+    assert!(!read_by_b.is_empty(), "B got a partition");
+    let mut all: Vec<u32> = read_by_a.iter().chain(&read_by_b).copied().collect();
+    all.sort_unstable();
+    let total = all.len();
+    all.dedup();
+    assert_eq!(all, (0..400).collect::<Vec<_>>(), "nothing lost");
+    assert_eq!(total, 400, "{} record(s) read twice", total - 400);
+}

@@ -182,3 +182,21 @@ async fn dropping_an_unflushed_writer_still_delivers() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(read_all(&cluster, &topic, 1).await.len(), 100);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn librdkafka_settings_pass_through_unchanged() {
+    // librdkafka itself refuses a bad value, so the setting reached it.
+    let cluster = KafkaCluster::builder(common::brokers()).set("security.protocol", "carrier-pigeon").build().unwrap();
+    match cluster.get_writer_for_partition(TopicPartition::new("any", 0)) {
+        Err(Error::ClientCreation { role: "producer", source }) => {
+            assert!(source.to_string().contains("security.protocol"), "{source}")
+        }
+        other => panic!("expected the client to refuse the setting, got {other:?}"),
+    }
+    // A valid one is accepted and used.
+    let cluster = KafkaCluster::builder(common::brokers()).set("compression.type", "lz4").build().unwrap();
+    let topic = topic(&cluster, "writer-lz4", 1).await;
+    let mut w = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap();
+    w.produce_and_flush(Record::new(vec![42; 1000])).await.unwrap();
+    assert_eq!(read_all(&cluster, &topic, 1).await[0].payload(), &[42; 1000][..]);
+}
