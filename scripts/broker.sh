@@ -158,7 +158,7 @@ cmd_install() {
     local build_log=$CACHE/nisshi-install.log started=$SECONDS heartbeat rc=0
     log "building nisshi $NISSHI_VERSION with 'cargo +$TOOLCHAIN install' into $INSTALL_ROOT;"
     log "this takes about 19 minutes on 2 cores and happens once (log: $build_log)"
-    (while sleep 60; do
+    (while sleep 60 &>/dev/null; do # the sleep must not hold our stderr open
         log "still building ($(((SECONDS - started) / 60)) min): $(tail -n 1 "$build_log" 2>/dev/null | cut -c1-100)"
     done) &
     heartbeat=$!
@@ -239,7 +239,7 @@ wait_ready() {
         alive "$pid" || start_failed "$pid" "$dir" "nisshi exited during startup"
         (($(now_ms) < deadline)) ||
             start_failed "$pid" "$dir" "nisshi did not answer Kafka requests on $HOST:$PORT within ${TIMEOUT:-30}s"
-        sleep 0.1
+        sleep 0.05
     done
     local ms=$(($(now_ms) - started))
     log "nisshi (pid $pid, $(<"$dir/storage")) answers on $HOST:$PORT; ready in $((ms / 1000)).$(printf '%03d' $((ms % 1000)))s"
@@ -253,6 +253,9 @@ cmd_start() {
 
     if pid=$(pid_of "$PORT"); then
         log "nisshi (pid $pid) started by this script already runs on port $PORT"
+        if [[ $(<"$dir/storage") != "$(storage_url "$STORAGE")" ]]; then
+            log "note: it uses $(<"$dir/storage"); stop it first to start one with $STORAGE"
+        fi
         wait_ready "$pid" "$dir" "$(now_ms)"
         return
     fi
@@ -268,7 +271,12 @@ cmd_start() {
     DATA_DIR=${DATA_DIR:-$dir/data}
     mkdir -p "$DATA_DIR"
     DATA_DIR=$(cd "$DATA_DIR" && pwd)
-    case $storage in sqlite:////*) mkdir -p "$(dirname "${storage#sqlite:///}")" ;; esac
+    case $storage in
+    sqlite:////*)
+        local file=${storage#sqlite:///}
+        mkdir -p "$(dirname "${file%%\?*}")" || die "cannot create the directory of ${file%%\?*}"
+        ;;
+    esac
     echo "$storage" >"$dir/storage"
 
     started=$(now_ms)
@@ -283,6 +291,7 @@ cmd_start() {
             ${EXTRA[@]+"${EXTRA[@]}"}
     ) </dev/null >"$dir/nisshi.log" 2>&1 &
     pid=$!
+    disown "$pid" # no "Killed" job notice if start_failed kills it
     echo "$pid" >"$dir/nisshi.pid"
     log "started nisshi $NISSHI_VERSION (pid $pid) on $HOST:$PORT with storage $storage (log: $dir/nisshi.log)"
     wait_ready "$pid" "$dir" "$started"

@@ -39,5 +39,5 @@ fi
 step "cargo build --release --workspace"
 cargo build --release --workspace
 
-step "cargo run --release -p scenarios -- $* (KAFKA_BROKERS=$KAFKA_BROKERS)"
+step "cargo run --release -p scenarios --${*:+ $*} (KAFKA_BROKERS=$KAFKA_BROKERS)"
 cargo run --release -p scenarios -- "$@"

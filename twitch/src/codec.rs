@@ -231,4 +231,34 @@ mod tests {
     fn rand_xorshift_free_rng() -> rand::rngs::StdRng {
         rand::rngs::StdRng::seed_from_u64(42)
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic a decoder, in either format, for
+        /// several target types.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = Format::Bincode.decode::<Msg>(&bytes);
+            let _ = Format::Json.decode::<Msg>(&bytes);
+            let _ = Format::Bincode.decode::<(String, Vec<u64>, Option<f64>)>(&bytes);
+            let _ = Format::Json.decode::<serde_json::Value>(&bytes);
+        }
+
+        /// Whatever a value is, it comes back unchanged.
+        #[test]
+        fn any_reading_round_trips(sensor in ".{0,40}", seq in proptest::num::u64::ANY, celsius in -1e12f64..1e12) {
+            let m = Msg::Reading { sensor, seq, celsius };
+            for format in [Format::Json, Format::Bincode] {
+                let back: Msg = format.decode(&format.encode(&m).unwrap()).unwrap();
+                proptest::prop_assert_eq!(&back, &m);
+            }
+        }
+
+        /// A truncated bincode value is an error, never a different value.
+        #[test]
+        fn truncated_values_are_errors(seq in proptest::num::u64::ANY, cut in 1usize..20) {
+            let bytes = Format::Bincode.encode(&Msg::Reading { sensor: "abc".into(), seq, celsius: 1.5 }).unwrap();
+            let cut = cut.min(bytes.len());
+            proptest::prop_assert!(Format::Bincode.decode::<Msg>(&bytes[..bytes.len() - cut]).is_err());
+        }
+    }
 }

@@ -242,3 +242,15 @@ impl Error {
         Error::InvalidConfig { message: message.into() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        // Large errors make every `Result` of the crate (and of its users)
+        // large; stay within clippy's `result_large_err` limit.
+        assert!(std::mem::size_of::<Error>() <= 128, "{}", std::mem::size_of::<Error>());
+    }
+}

@@ -384,8 +384,10 @@ impl KafkaCluster {
         Ok(())
     }
 
-    /// Waits until metadata shows `topic` with a leader for every partition.
-    async fn wait_for_topic(&self, topic: &str) -> Result<()> {
+    /// Waits until metadata shows `topic` with a leader for every partition,
+    /// up to the request timeout ([`Error::UnknownTopic`] then).
+    pub async fn wait_for_topic(&self, topic: &str) -> Result<()> {
+        validate_topic_name(topic)?;
         let deadline = Instant::now() + self.inner.request_timeout;
         loop {
             let md = self.metadata(Some(topic.to_owned()), self.inner.request_timeout).await;

@@ -112,6 +112,13 @@ pub enum OnDecodeError {
     DeadLetter(String),
 }
 
+/// The dead-letter writer, and the record on its way there.
+struct DeadLetter {
+    writer: KeyedWriter,
+    parked: Option<(crate::record::Record, Ack)>,
+    written: u64,
+}
+
 struct GroupContext {
     shared: Arc<Shared>,
 }
@@ -352,7 +359,9 @@ impl GroupReaderBuilder {
             .subscribe(&topics)
             .map_err(|source| Error::Subscription { operation: "subscribe", source })?;
         let dead_letter = match &self.on_decode_error {
-            OnDecodeError::DeadLetter(topic) => Some(KeyedWriter::new(&self.settings, topic)?),
+            OnDecodeError::DeadLetter(topic) => {
+                Some(DeadLetter { writer: KeyedWriter::new(&self.settings, topic)?, parked: None, written: 0 })
+            }
             OnDecodeError::Fail => None,
         };
         info!(group = %self.group_id, ?topics, "joined consumer group");
@@ -367,7 +376,6 @@ impl GroupReaderBuilder {
             max_pending: self.max_pending_per_partition,
             paused: HashSet::new(),
             dead_letter,
-            dead_lettered: 0,
         })
     }
 }
@@ -405,8 +413,7 @@ pub struct GroupReader {
     last_commit: Instant,
     max_pending: usize,
     paused: HashSet<TopicPartition>,
-    dead_letter: Option<KeyedWriter>,
-    dead_lettered: u64,
+    dead_letter: Option<DeadLetter>,
 }
 
 impl std::fmt::Debug for GroupReader {
@@ -466,8 +473,16 @@ impl GroupReader {
 
     /// The next record decoded as `T`, with its [`Ack`]. Undecodable records
     /// are handled by the reader's [`OnDecodeError`] policy.
+    ///
+    /// Cancel-safe: a record being parked in the dead-letter topic when the
+    /// future is dropped stays parked and is written (again) by the next
+    /// call, so it is never lost, though it may reach the dead-letter topic
+    /// twice.
     pub async fn next_typed<T: DeserializeOwned + Send>(&mut self) -> Option<Result<(Decoded<T>, Ack)>> {
         loop {
+            if let Err(e) = self.write_parked().await {
+                return Some(Err(e));
+            }
             let (record, ack) = match self.next().await? {
                 Ok(pair) => pair,
                 Err(e) => return Some(Err(e)),
@@ -476,18 +491,25 @@ impl GroupReader {
                 Ok(value) => return Some(Ok((Decoded { value, record }, ack))),
                 Err(source) => match self.dead_letter.as_mut() {
                     None => return Some(Err(Error::Decode { record: Box::new(record), source })),
-                    Some(writer) => {
-                        let parked = crate::reader::dead_letter_record(&record, &source);
-                        if let Err(e) = writer.produce_and_flush(parked).await {
-                            return Some(Err(e));
-                        }
-                        warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %source, "undecodable record sent to the dead-letter topic");
-                        self.dead_lettered += 1;
-                        ack.ack();
+                    Some(dl) => {
+                        warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %source, "undecodable record goes to the dead-letter topic");
+                        dl.parked = Some((crate::reader::dead_letter_record(&record, &source), ack));
                     }
                 },
             }
         }
+    }
+
+    /// Writes the record waiting for the dead-letter topic, then acks it.
+    async fn write_parked(&mut self) -> Result<()> {
+        let Some(dl) = self.dead_letter.as_mut() else { return Ok(()) };
+        let Some((parked, _)) = dl.parked.as_ref() else { return Ok(()) };
+        dl.writer.produce_and_flush(parked.clone()).await?;
+        if let Some((_, ack)) = dl.parked.take() {
+            ack.ack();
+        }
+        dl.written += 1;
+        Ok(())
     }
 
     /// Records decoded as `T`, with their acks, as a stream.
@@ -533,7 +555,7 @@ impl GroupReader {
 
     /// Records sent to the dead-letter topic so far.
     pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered
+        self.dead_letter.as_ref().map_or(0, |dl| dl.written)
     }
 
     /// The group id.

@@ -1,0 +1,255 @@
+//! `temp_gen`: produces random temperature readings to a Kafka topic with
+//! three partitions.
+//!
+//! Each reading is a [`temps::Reading`] in plain JSON, keyed by its sensor id,
+//! so each sensor's readings stay in order on one partition and the default
+//! three sensors cover all three partitions. On exit (after `--count`
+//! readings, or on Ctrl-C / SIGTERM) it flushes and prints one last line on
+//! stdout: `produced <N> readings, mean <X>`. Logs go to stderr (`RUST_LOG`
+//! filters them; default `info`).
+//!
+//! ```text
+//! temp_gen --count 300 --interval 10ms --seed 42
+//! temp_gen --topic temperatures --sensors 5 --interval 1s      # until Ctrl-C
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod generator;
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use temps::signals::Signals;
+use temps::{ProducerSummary, RunningMean};
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+use twitch::partitioner::partition_for_key;
+use twitch::{Format, KafkaCluster, TopicConfiguration};
+
+use crate::generator::Generator;
+
+/// Partitions the topic must have.
+const PARTITIONS: i32 = 3;
+
+/// Produces random temperature readings (JSON, keyed by sensor id) to a Kafka
+/// topic with three partitions, creating the topic if it is missing.
+///
+/// On exit (after --count readings, or on Ctrl-C / SIGTERM) it flushes and
+/// prints one last line on stdout: `produced <N> readings, mean <X>`.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Kafka bootstrap servers, `host:port[,host:port...]`.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+
+    /// Topic to write to; created with 3 partitions if missing.
+    #[arg(long, default_value = "temperatures")]
+    topic: String,
+
+    /// Readings to produce, over all sensors; unlimited when not given.
+    #[arg(long)]
+    count: Option<u64>,
+
+    /// Pause between two readings, such as `1s`, `100ms` or `0` (as fast as
+    /// possible).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+
+    /// Number of sensors; they report in turn, each under its own key
+    /// (`sensor-001`, `sensor-002`, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    sensors: u32,
+
+    /// Seed of the random generator, to repeat a run's temperatures exactly;
+    /// random (and logged) when not given.
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Base temperature in °C; each sensor gets its own within ±2 °C of it.
+    #[arg(long, default_value_t = 21.0, value_parser = finite, allow_negative_numbers = true)]
+    base: f64,
+
+    /// Scale of each random step, `(rng.gen() - rng.gen()) * spread`, in °C.
+    #[arg(long, default_value_t = 0.5, value_parser = non_negative)]
+    spread: f64,
+
+    /// How often to log progress.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    progress_every: Duration,
+
+    /// How long to wait for a broker to answer at startup.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    broker_timeout: Duration,
+}
+
+fn finite(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(format!("`{s}` is not a finite number")),
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match finite(s)? {
+        x if x >= 0.0 => Ok(x),
+        _ => Err(format!("`{s}` is negative")),
+    }
+}
+
+/// Why `temp_gen` stopped early.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("topic `{topic}` has {actual} partition(s), but temp_gen needs {expected}; delete it or choose another --topic")]
+    WrongPartitionCount { topic: String, expected: i32, actual: i32 },
+
+    #[error("{0}")]
+    Kafka(twitch::Error),
+
+    #[error("cannot listen for Ctrl-C / SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
+
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+}
+
+impl From<twitch::Error> for AppError {
+    fn from(e: twitch::Error) -> Self {
+        match e {
+            twitch::Error::PartitionCountMismatch { topic, expected, actual } => {
+                AppError::WrongPartitionCount { topic, expected, actual }
+            }
+            other => AppError::Kafka(other),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("temp_gen: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn run(args: Args) -> Result<(), AppError> {
+    // Installed first: from here on Ctrl-C and SIGTERM end the run cleanly.
+    let mut signals = Signals::new().map_err(AppError::Signals)?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let mut generator = Generator::new(seed, args.sensors, args.base, args.spread);
+
+    let setup = async {
+        let cluster = KafkaCluster::builder(&args.brokers)
+            .client_id("temp_gen")
+            .broker_timeout(args.broker_timeout)
+            .build()?;
+        cluster.wait_for_brokers().await?;
+        cluster.ensure_topic(&TopicConfiguration::new(&args.topic, PARTITIONS)).await?;
+        Ok::<_, AppError>(cluster.keyed_writer(&args.topic)?.with_format(Format::Json))
+    };
+    let mut writer = tokio::select! {
+        biased;
+        signal = signals.recv() => {
+            info!(signal, "stopped during startup");
+            return print_summary(&RunningMean::new());
+        }
+        writer = setup => writer?,
+    };
+
+    let mut covered = BTreeSet::new();
+    for id in generator.sensor_ids() {
+        let partition = partition_for_key(id.as_bytes(), PARTITIONS);
+        covered.insert(partition);
+        info!(sensor = id, partition, "sensor");
+    }
+    if covered.len() < usize::try_from(PARTITIONS).unwrap_or(usize::MAX) {
+        warn!(partitions = ?covered, "the sensors' keys do not cover every partition; some stay empty");
+    }
+    info!(
+        topic = %args.topic,
+        seed,
+        count = args.count.map_or_else(|| "unlimited".to_owned(), |c| c.to_string()),
+        interval = %humantime::format_duration(args.interval),
+        "producing (pass --seed {seed} to repeat these temperatures)"
+    );
+
+    let mut ticker = (!args.interval.is_zero()).then(|| {
+        let mut t = tokio::time::interval(args.interval);
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        t
+    });
+    let mut mean = RunningMean::new();
+    let started = Instant::now();
+    let mut last_progress = started;
+    loop {
+        if args.count.is_some_and(|c| mean.count() >= c) {
+            break;
+        }
+        let pause = async {
+            match ticker.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => tokio::task::yield_now().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            signal = signals.recv() => {
+                info!(signal, "stopping");
+                break;
+            }
+            () = pause => {}
+        }
+        let reading = generator.next_reading(now_millis());
+        writer.send_keyed(reading.sensor.as_bytes(), &reading).await?;
+        mean.add(reading.celsius);
+        if last_progress.elapsed() >= args.progress_every {
+            last_progress = Instant::now();
+            info!(
+                produced = mean.count(),
+                delivered = writer.delivered(),
+                per_second = format!("{:.1}", mean.count() as f64 / started.elapsed().as_secs_f64()),
+                mean = format!("{:.6}", mean.mean().unwrap_or(f64::NAN)),
+                "progress"
+            );
+        }
+    }
+
+    let last_offset = writer.flush_async().await?;
+    info!(produced = mean.count(), delivered = writer.delivered(), ?last_offset, elapsed = ?started.elapsed(), "flushed");
+    print_summary(&mean)
+}
+
+/// Prints the one last line on stdout.
+fn print_summary(mean: &RunningMean) -> Result<(), AppError> {
+    let summary = ProducerSummary { produced: mean.count(), mean: mean.mean() };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{summary}").and_then(|()| out.flush()).map_err(AppError::Stdout)
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
