@@ -1,7 +1,8 @@
 //! `average_temp`: reads temperature readings from Kafka and keeps running
 //! averages, overall and per sensor.
 //!
-//! It prints one line per reading on stdout as it happens; on exit (Ctrl-C /
+//! It prints one line per reading on stdout as it happens (`<sensor> #<seq>
+//! p<partition>@<offset> <celsius> °C | ...`); on exit (Ctrl-C /
 //! SIGTERM, or `--exit-when-idle`) it commits, leaves its consumer group and
 //! prints one last line: `consumed <N> readings, average <X>, partitions
 //! <list>`. Logs go to stderr (`RUST_LOG` filters them; default `info`).
@@ -82,6 +83,15 @@ struct Args {
     /// How long to wait for a broker to answer at startup.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     broker_timeout: Duration,
+
+    /// How long the group waits for a member that stopped without leaving
+    /// (killed, crashed, cut off) before handing its partitions to the
+    /// others: librdkafka's `session.timeout.ms` [default: 45s]. Heartbeats
+    /// go out every third of it. Brokers bound it (Kafka: 6s to 30m by
+    /// default). A graceful stop (Ctrl-C, SIGTERM) leaves the group at once
+    /// whatever this is.
+    #[arg(long, value_parser = session_timeout)]
+    session_timeout: Option<Duration>,
 }
 
 /// Where a new group starts.
@@ -99,6 +109,16 @@ fn idle_duration(s: &str) -> Result<Duration, String> {
         Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a number of seconds >= 0")),
         Err(_) => humantime::parse_duration(s).map_err(|e| format!("`{s}` is neither seconds nor a duration: {e}")),
     }
+}
+
+/// A humantime duration from 1 ms to 1 h, librdkafka's range for
+/// `session.timeout.ms`.
+fn session_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration: {e}"))?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(3600) {
+        return Err(format!("`{s}` is not between 1ms and 1h"));
+    }
+    Ok(d)
 }
 
 /// Why `average_temp` stopped early.
@@ -179,8 +199,15 @@ async fn run(args: Args) -> Result<(), AppError> {
                 warn!(topic = %dlq, error = %e, "cannot create the dead-letter topic");
             }
         }
-        let reader = cluster
-            .group_reader(&group)
+        let mut builder = cluster.group_reader(&group);
+        if let Some(timeout) = args.session_timeout {
+            // Within 1..=3_600_000 ms (checked when parsing).
+            let ms = timeout.as_millis();
+            builder = builder
+                .set("session.timeout.ms", &ms.to_string())
+                .set("heartbeat.interval.ms", &(ms / 3).max(1).to_string());
+        }
+        let reader = builder
             .topic(&args.topic)
             .format(Format::Json)
             .start(match args.start {
@@ -289,8 +316,9 @@ async fn read_loop(
                 // Writing to a String cannot fail.
                 let _ = write!(
                     line,
-                    "{} p{}@{} {:.2} °C | sensor avg {:.6} (n={}) | overall avg {:.6} (n={})",
+                    "{} #{} p{}@{} {:.2} °C | sensor avg {:.6} (n={}) | overall avg {:.6} (n={})",
                     value.sensor,
+                    value.seq,
                     record.partition,
                     record.offset,
                     value.celsius,
@@ -462,5 +490,11 @@ mod tests {
         assert!(a.no_dead_letter && a.group.is_none());
         let e = Args::try_parse_from(["average_temp", "--dead-letter", "x", "--no-dead-letter"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
+        let a = Args::try_parse_from(["average_temp", "--session-timeout", "6s"]).unwrap();
+        assert_eq!(a.session_timeout, Some(Duration::from_secs(6)));
+        for bad in ["0s", "2h", "soon"] {
+            let e = Args::try_parse_from(["average_temp", "--session-timeout", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
     }
 }

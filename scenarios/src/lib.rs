@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod build;
 mod check;
 mod child;
 mod report;
@@ -123,6 +124,13 @@ pub enum Error {
         name: &'static str,
         /// Where it was looked for.
         path: PathBuf,
+    },
+
+    /// `cargo build` of the apps failed (see [`Binaries::build_with_cargo`]).
+    #[error("{message}")]
+    Build {
+        /// What went wrong.
+        message: String,
     },
 
     /// The runner could not tell where its own executable is.

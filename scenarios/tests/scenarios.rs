@@ -29,49 +29,7 @@ fn brokers() -> String {
 /// `temp_gen` and `average_temp`, built once per test run.
 fn binaries() -> Binaries {
     static BINARIES: OnceLock<Result<Binaries, String>> = OnceLock::new();
-    BINARIES.get_or_init(build_binaries).clone().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Builds the apps with the profile this test was built with.
-fn build_binaries() -> Result<Binaries, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-p", "temp_gen", "-p", "average_temp", "--message-format=json-render-diagnostics"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    // target/<profile>/deps/scenarios-<hash>
-    let exe = std::env::current_exe().map_err(|e| format!("no current exe: {e}"))?;
-    match exe.parent().and_then(|deps| deps.parent()).and_then(|p| p.file_name()).and_then(|p| p.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(profile) => {
-            cmd.args(["--profile", profile]);
-        }
-    }
-    let out = cmd.output().map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("cargo build -p temp_gen -p average_temp failed: {}", out.status));
-    }
-    let (mut temp_gen, mut average_temp) = (None, None);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let exe = msg["executable"].as_str().map(PathBuf::from);
-        match msg["target"]["name"].as_str() {
-            Some("temp_gen") => temp_gen = exe,
-            Some("average_temp") => average_temp = exe,
-            _ => {}
-        }
-    }
-    match (temp_gen, average_temp) {
-        (Some(temp_gen), Some(average_temp)) => Ok(Binaries { temp_gen, average_temp }),
-        _ => Err("cargo build did not report the temp_gen and average_temp executables".to_owned()),
-    }
+    BINARIES.get_or_init(|| Binaries::build_with_cargo().map_err(|e| e.to_string())).clone().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn config() -> Config {

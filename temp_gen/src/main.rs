@@ -85,6 +85,13 @@ struct Args {
     /// How long to wait for a broker to answer at startup.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     broker_timeout: Duration,
+
+    /// How long librdkafka keeps retrying a reading the broker has not
+    /// acknowledged (`message.timeout.ms`) [default: 5m]. A reading still
+    /// unacknowledged then is reported: temp_gen exits with an error naming
+    /// how many readings were not delivered.
+    #[arg(long, value_parser = delivery_timeout)]
+    delivery_timeout: Option<Duration>,
 }
 
 fn finite(s: &str) -> Result<f64, String> {
@@ -99,6 +106,16 @@ fn non_negative(s: &str) -> Result<f64, String> {
         x if x >= 0.0 => Ok(x),
         _ => Err(format!("`{s}` is negative")),
     }
+}
+
+/// A humantime duration from 10 ms (above the writers' `linger.ms`) to
+/// librdkafka's maximum, 2^31 - 1 ms.
+fn delivery_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration: {e}"))?;
+    if d < Duration::from_millis(10) || d.as_millis() > i32::MAX as u128 {
+        return Err(format!("`{s}` is not between 10ms and 24d"));
+    }
+    Ok(d)
 }
 
 /// Why `temp_gen` stopped early.
@@ -159,10 +176,11 @@ async fn run(args: Args) -> Result<(), AppError> {
     let mut generator = Generator::new(seed, args.sensors, args.base, args.spread);
 
     let setup = async {
-        let cluster = KafkaCluster::builder(&args.brokers)
-            .client_id("temp_gen")
-            .broker_timeout(args.broker_timeout)
-            .build()?;
+        let mut builder = KafkaCluster::builder(&args.brokers).client_id("temp_gen").broker_timeout(args.broker_timeout);
+        if let Some(timeout) = args.delivery_timeout {
+            builder = builder.set("message.timeout.ms", timeout.as_millis().to_string());
+        }
+        let cluster = builder.build()?;
         cluster.wait_for_brokers().await?;
         cluster.ensure_topic(&TopicConfiguration::new(&args.topic, PARTITIONS)).await?;
         Ok::<_, AppError>(cluster.keyed_writer(&args.topic)?.with_format(Format::Json))
@@ -252,4 +270,20 @@ fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_timeouts_are_checked() {
+        let a = Args::try_parse_from(["temp_gen", "--delivery-timeout", "3s"]).unwrap();
+        assert_eq!(a.delivery_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(Args::try_parse_from(["temp_gen"]).unwrap().delivery_timeout, None);
+        for bad in ["5ms", "30d", "soon"] {
+            let e = Args::try_parse_from(["temp_gen", "--delivery-timeout", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+    }
 }

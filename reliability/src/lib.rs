@@ -1,0 +1,81 @@
+//! Support for the reliability tests in `tests/`: the apps as child
+//! processes whose every output line is kept ([`App`]), a broker of a test's
+//! own that can be stopped and started again ([`Broker`]), and the tally of
+//! what was produced, delivered, consumed, lost and duplicated
+//! ([`Figures`]).
+//!
+//! The tests prove that no record is lost when a consumer is killed, when
+//! the broker restarts, and that the apps fail fast and clearly when no
+//! broker answers. They run against the real broker: `KAFKA_BROKERS` (which
+//! `scripts/test.sh` sets) for the consumer tests, a nisshi of their own
+//! (started with `scripts/broker.sh`) for the broker restart.
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod app;
+mod broker;
+mod tally;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use scenarios::Binaries;
+
+pub use app::{App, Finished, Line};
+pub use broker::Broker;
+pub use tally::{expected_readings, parse_reading_line, topic_readings, Figures, Key, Processed};
+
+/// The broker under test, from `KAFKA_BROKERS` (set by `scripts/test.sh`).
+/// Fails, so a test that needs a broker fails rather than skips.
+pub fn brokers() -> Result<String> {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => Ok(b),
+        _ => bail!(
+            "KAFKA_BROKERS is not set: these tests need a broker. Run scripts/test.sh, or start one \
+             (scripts/broker.sh start --port 19092) and export KAFKA_BROKERS=127.0.0.1:19092"
+        ),
+    }
+}
+
+/// `temp_gen` and `average_temp`, built once per test binary with
+/// [`Binaries::build_with_cargo`].
+pub fn binaries() -> Result<Binaries> {
+    static BINARIES: OnceLock<Result<Binaries, String>> = OnceLock::new();
+    BINARIES
+        .get_or_init(|| Binaries::build_with_cargo().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(anyhow::Error::msg)
+        .context("building temp_gen and average_temp")
+}
+
+/// A name no other test (or earlier run) uses: `prefix-<ms>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("{prefix}-{millis}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Checks `cond` every 50 ms until it holds; fails after `timeout`, or as
+/// soon as `cond` fails (for example because a process it watches died).
+pub async fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> Result<bool>) -> Result<()> {
+    if !poll_until(what, timeout, cond).await? {
+        bail!("timed out after {timeout:?} waiting for {what}");
+    }
+    Ok(())
+}
+
+/// Like [`wait_until`], but a timeout is `Ok(false)`, not an error.
+pub async fn poll_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> Result<bool>) -> Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().with_context(|| format!("while waiting for {what}"))? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
