@@ -48,7 +48,7 @@ pub enum Error {
     },
 
     /// No broker answered within the configured time.
-    #[error("no Kafka broker answered at {brokers} within {waited:?} (last error: {source})")]
+    #[error("no Kafka broker answered at {brokers} within {waited:.1?} (last error: {source})")]
     BrokersUnavailable {
         /// The bootstrap servers that were tried.
         brokers: String,
@@ -216,6 +216,48 @@ pub(crate) fn code_of(error: &KafkaError) -> Option<RDKafkaErrorCode> {
     match error {
         KafkaError::AdminOp(code) => Some(*code),
         other => other.rdkafka_error_code(),
+    }
+}
+
+/// Errors librdkafka recovers from by itself (it reconnects and retries):
+/// readers log them instead of handing them to the application.
+pub(crate) fn is_transient(error: &KafkaError) -> bool {
+    matches!(
+        code_of(error),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::BrokerNotAvailable
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+        )
+    )
+}
+
+/// Logs transient errors as a warning at most every ten seconds.
+#[derive(Debug, Default)]
+pub(crate) struct TransientLog {
+    last_warning: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl TransientLog {
+    pub(crate) fn report(&mut self, error: &KafkaError) {
+        let due = self.last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due {
+            tracing::warn!(%error, suppressed = self.suppressed, "transient Kafka error; librdkafka retries");
+            self.last_warning = Some(std::time::Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+            tracing::debug!(%error, "transient Kafka error");
+        }
     }
 }
 

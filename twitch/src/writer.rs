@@ -11,7 +11,7 @@
 //! with its reason, as [`Error::Delivery`].
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -136,6 +136,8 @@ struct WriterCore {
     max_message_bytes: usize,
     /// Reused encode buffer for typed sends.
     buf: Vec<u8>,
+    /// A flush already timed out: dropping the writer does not wait again.
+    gave_up: AtomicBool,
 }
 
 impl WriterCore {
@@ -159,6 +161,7 @@ impl WriterCore {
             flush_timeout: DEFAULT_FLUSH_TIMEOUT,
             max_message_bytes,
             buf: Vec::new(),
+            gave_up: AtomicBool::new(false),
         })
     }
 
@@ -239,6 +242,7 @@ impl WriterCore {
         }
         if let Err(e) = flushed {
             debug!(error = %e, "flush did not complete");
+            self.gave_up.store(true, Ordering::Relaxed);
             return Err(Error::FlushTimeout { timeout: self.flush_timeout, in_flight: self.producer.in_flight_count() });
         }
         let last = self.tracker().last_offset.load(Ordering::Relaxed);
@@ -275,7 +279,9 @@ impl WriterCore {
 impl Drop for WriterCore {
     fn drop(&mut self) {
         let in_flight = self.producer.in_flight_count();
-        if in_flight > 0 {
+        if in_flight > 0 && self.gave_up.load(Ordering::Relaxed) {
+            error!(topic = %self.topic, in_flight, "writer dropped after a flush timed out; its records in flight are lost");
+        } else if in_flight > 0 {
             warn!(topic = %self.topic, in_flight, "writer dropped before flush; flushing now");
             if let Err(e) = self.flush_blocking() {
                 error!(topic = %self.topic, error = %e, "records lost: writer dropped without a successful flush");

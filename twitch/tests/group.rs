@@ -353,3 +353,31 @@ async fn in_flight_work_is_committed_before_partitions_move() {
     assert_eq!(all, (0..400).collect::<Vec<_>>(), "nothing lost");
     assert_eq!(total, 400, "{} record(s) read twice", total - 400);
 }
+
+/// Acks that come in while the reader waits for records are committed on
+/// time, not only when the next record arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_are_committed_while_the_reader_waits() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-idle", 1).await;
+    let group = unique("g-idle");
+    write_keyed(&cluster, &topic, 0..10).await;
+    let mut reader = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_millis(200)).build().unwrap();
+    let mut acks = Vec::new();
+    for _ in 0..10 {
+        acks.push(timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap().1);
+    }
+    let waiting = tokio::spawn(async move {
+        assert!(timeout(Duration::from_secs(4), reader.next()).await.is_err(), "no record should come");
+        reader
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for ack in acks {
+        ack.ack();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lag = cluster.group_lag(&group, &topic).await.unwrap();
+    assert_eq!(lag[0].committed, Some(10), "committed while the reader was waiting");
+    waiting.await.unwrap().shutdown().await.unwrap();
+}

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::{Decoded, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
-use crate::error::{Error, Result};
+use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::reader::offsets::OffsetTracker;
 use crate::record::{ConsumedRecord, TopicPartition};
 use crate::rt::block_here;
@@ -277,6 +277,14 @@ impl GroupReaderBuilder {
         self
     }
 
+    /// How long the coordinator waits for a silent member before giving its
+    /// partitions to the others (librdkafka's default is 45 s); heartbeats
+    /// go every third of it.
+    pub fn session_timeout(self, timeout: Duration) -> Self {
+        let ms = timeout.as_millis().max(3);
+        self.set("session.timeout.ms", &ms.to_string()).set("heartbeat.interval.ms", &(ms / 3).to_string())
+    }
+
     /// Static membership: a restart with the same id within the session
     /// timeout gets the same partitions back without a rebalance.
     pub fn static_member(self, instance_id: &str) -> Self {
@@ -376,6 +384,7 @@ impl GroupReaderBuilder {
             max_pending: self.max_pending_per_partition,
             paused: HashSet::new(),
             dead_letter,
+            transient: TransientLog::default(),
         })
     }
 }
@@ -414,6 +423,7 @@ pub struct GroupReader {
     max_pending: usize,
     paused: HashSet<TopicPartition>,
     dead_letter: Option<DeadLetter>,
+    transient: TransientLog,
 }
 
 impl std::fmt::Debug for GroupReader {
@@ -439,15 +449,15 @@ impl GroupReader {
             if let Err(e) = self.apply_backpressure() {
                 return Some(Err(e));
             }
-            let msg = if self.paused.is_empty() {
-                self.consumer().recv().await
-            } else {
-                let acked = self.shared.acked.notified();
-                tokio::select! {
-                    m = self.consumer().recv() => m,
-                    _ = acked => continue,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                }
+            // Wake up to commit acks that come in while no record does, and,
+            // while partitions are paused, to resume as soon as acks come in.
+            let commit_at = tokio::time::Instant::from_std(self.last_commit + self.commit_interval);
+            let paused = !self.paused.is_empty();
+            let acked = self.shared.acked.notified();
+            let msg = tokio::select! {
+                m = self.consumer().recv() => m,
+                _ = acked, if paused => continue,
+                _ = tokio::time::sleep_until(commit_at), if self.shared.commits => continue,
             };
             match msg {
                 Ok(msg) => {
@@ -461,6 +471,7 @@ impl GroupReader {
                     let ack = Ack { tp, offset: record.offset, generation, shared: Arc::clone(&self.shared) };
                     return Some(Ok((record, ack)));
                 }
+                Err(source) if is_transient(&source) => self.transient.report(&source),
                 Err(source) => return Some(Err(Error::Consume { source })),
             }
         }

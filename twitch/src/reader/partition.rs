@@ -13,7 +13,7 @@ use tracing::debug;
 use super::{decode, Decoded, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
-use crate::error::{Error, Result};
+use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::record::{ConsumedRecord, TopicPartition};
 use crate::warden::validate_topic_name;
 
@@ -126,6 +126,7 @@ impl PartitionReaderBuilder {
             stop_at_end: self.stop_at_end,
             next_offsets: pending,
             done: Default::default(),
+            transient: TransientLog::default(),
         })
     }
 }
@@ -159,6 +160,7 @@ pub struct PartitionReader {
     next_offsets: HashMap<TopicPartition, i64>,
     /// Partitions that reached their end (with `stop_at_end`).
     done: std::collections::HashSet<TopicPartition>,
+    transient: TransientLog,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -195,6 +197,7 @@ impl PartitionReader {
                         self.done.insert(tp.clone());
                     }
                 }
+                Err(source) if is_transient(&source) => self.transient.report(&source),
                 Err(source) => return Some(Err(Error::Consume { source })),
             }
         }
