@@ -319,7 +319,7 @@ async fn in_flight_work_is_committed_before_partitions_move() {
     let cluster = cluster();
     let topic = topic(&cluster, "group-grace", 2).await;
     let group = unique("g-grace");
-    write_keyed(&cluster, &topic, 0..400).await;
+    write_keyed(&cluster, &topic, 0..600).await;
 
     let mut a = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_secs(3600)).build().unwrap();
     let mut read_by_a = Vec::new();
@@ -332,7 +332,7 @@ async fn in_flight_work_is_committed_before_partitions_move() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             ack.ack();
         });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // ~12 s for A alone
         if read_by_a.len() == 100 {
             let mut b = cluster.group_reader(&group).topic(&topic).build().unwrap();
             b_task = Some(tokio::spawn(async move {
@@ -350,8 +350,8 @@ async fn in_flight_work_is_committed_before_partitions_move() {
     all.sort_unstable();
     let total = all.len();
     all.dedup();
-    assert_eq!(all, (0..400).collect::<Vec<_>>(), "nothing lost");
-    assert_eq!(total, 400, "{} record(s) read twice", total - 400);
+    assert_eq!(all, (0..600).collect::<Vec<_>>(), "nothing lost");
+    assert_eq!(total, 600, "{} record(s) read twice", total - 600);
 }
 
 /// Acks that come in while the reader waits for records are committed on
