@@ -64,6 +64,22 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// Checks a consumer stopped by a signal: it exited 0 and its summary
+    /// counts exactly the readings it printed.
+    pub fn check_stopped(&self) -> Result<()> {
+        anyhow::ensure!(self.status.success(), "{} failed ({}):\n{}", self.name, self.status, self.stderr_tail(15));
+        let summary: temps::ConsumerSummary =
+            self.last_line().unwrap_or_default().parse().with_context(|| format!("{}'s summary", self.name))?;
+        let printed = self.readings().len();
+        anyhow::ensure!(
+            summary.consumed == printed as u64,
+            "{} says it consumed {} readings but printed {printed}",
+            self.name,
+            summary.consumed
+        );
+        Ok(())
+    }
+
     /// The last non-empty line on stdout (an app's summary line).
     pub fn last_line(&self) -> Option<&str> {
         self.stdout.iter().rev().map(|l| l.text.as_str()).find(|l| !l.trim().is_empty())

@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use reliability::{
-    binaries, expected_readings, poll_until, topic_readings, unique, wait_until, App, Broker, Figures, Finished,
+    binaries, expected_readings, poll_until, topic_readings, unique, wait_until, App, Broker, Figures,
     Processed,
 };
-use temps::{ConsumerSummary, ProducerSummary};
+use temps::ProducerSummary;
 use twitch::{KafkaCluster, TopicConfiguration};
 
 /// The tests' broker ports (others: 9092, 19092+ for scripts/test.sh).
@@ -102,19 +102,6 @@ async fn wait_for_every_reading(consumer: &mut App, earlier: &[Processed]) -> Re
     Ok(())
 }
 
-/// Checks a consumer stopped by a signal: exit 0, summary = lines printed.
-fn check_stopped(c: &Finished) -> Result<()> {
-    ensure!(c.status.success(), "{} failed ({}):\n{}", c.name, c.status, c.stderr_tail(15));
-    let summary: ConsumerSummary =
-        c.last_line().unwrap_or_default().parse().with_context(|| format!("{}'s summary", c.name))?;
-    ensure!(
-        summary.consumed == c.readings().len() as u64,
-        "{}: summary {summary} vs {} lines",
-        c.name,
-        c.readings().len()
-    );
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_nothing_and_keeps_committed_offsets() -> Result<()> {
@@ -168,7 +155,7 @@ async fn restart(port: u16, crash: bool) -> Result<()> {
     .await?;
     b1.interrupt()?; // Ctrl-C
     let b1 = b1.finish(Duration::from_secs(30)).await?;
-    check_stopped(&b1)?;
+    b1.check_stopped()?;
     let mut before_a = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !(before_a.len() == 3 && before_a.values().all(|&o| o >= 50)) {
@@ -231,8 +218,8 @@ async fn restart(port: u16, crash: bool) -> Result<()> {
     b2.terminate()?;
     let a = a.finish(Duration::from_secs(30)).await?;
     let b2 = b2.finish(Duration::from_secs(30)).await?;
-    check_stopped(&a)?;
-    check_stopped(&b2)?;
+    a.check_stopped()?;
+    b2.check_stopped()?;
     for group in [&group_a, &group_b] {
         let lag = cluster.group_lag(group, &topic).await?;
         ensure!(lag.iter().all(|p| p.lag == 0), "{group} left records uncommitted: {lag:?}");

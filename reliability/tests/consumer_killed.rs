@@ -20,7 +20,7 @@ use reliability::{
     Processed,
 };
 use scenarios::Binaries;
-use temps::{ConsumerSummary, ProducerSummary};
+use temps::ProducerSummary;
 use twitch::{KafkaCluster, TopicConfiguration};
 
 /// Readings per run: 1,000 per partition.
@@ -138,21 +138,6 @@ fn check_producer(producer: &Finished) -> Result<()> {
     Ok(())
 }
 
-/// Checks a gracefully stopped consumer: exit 0, and its summary counts
-/// what it printed.
-fn check_stopped(c: &Finished) -> Result<()> {
-    ensure!(c.status.success(), "{} failed ({}):\n{}", c.name, c.status, c.stderr_tail(15));
-    let summary: ConsumerSummary =
-        c.last_line().unwrap_or_default().parse().with_context(|| format!("{}'s summary", c.name))?;
-    ensure!(
-        summary.consumed == c.readings().len() as u64,
-        "{} says it consumed {} readings but printed {}",
-        c.name,
-        summary.consumed,
-        c.readings().len()
-    );
-    Ok(())
-}
 
 async fn stop_all(consumers: Vec<App>) -> Result<Vec<Finished>> {
     for c in &consumers {
@@ -201,7 +186,7 @@ async fn a_killed_consumer_loses_nothing_and_duplicates_only_its_uncommitted_win
     check_producer(&producer)?;
     let survivors = stop_all(consumers).await?;
     for s in &survivors {
-        check_stopped(s)?;
+        s.check_stopped()?;
     }
     let took_over = survivors.iter().any(|s| s.readings().iter().any(|r| victim_partitions.contains(&r.partition)));
     ensure!(took_over, "no survivor read the killed consumer's partition {victim_partitions:?}");
@@ -268,7 +253,7 @@ async fn a_consumer_stopped_and_restarted_reads_every_reading_exactly_once() -> 
     producer.check_running().context("the stop must come while temp_gen writes")?;
     first.terminate()?;
     let first = first.finish(Duration::from_secs(30)).await?;
-    check_stopped(&first)?;
+    first.check_stopped()?;
     consumers.push(run.consumer("average_temp-1-restarted")?);
 
     wait_for_every_reading(&mut consumers, &first.readings(), Duration::from_secs(60)).await?;
@@ -276,7 +261,7 @@ async fn a_consumer_stopped_and_restarted_reads_every_reading_exactly_once() -> 
     check_producer(&producer)?;
     let rest = stop_all(consumers).await?;
     for c in &rest {
-        check_stopped(c)?;
+        c.check_stopped()?;
     }
 
     let stored = topic_readings(&run.cluster, &run.topic).await?;

@@ -31,6 +31,8 @@
 mod mean;
 mod reading;
 mod summary;
+#[cfg(feature = "logging")]
+pub mod logging;
 #[cfg(feature = "signals")]
 pub mod signals;
 
