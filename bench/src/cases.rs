@@ -1,0 +1,730 @@
+//! The benchmark cases, each written twice: raw rdkafka and twitch.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+use serde::{Deserialize, Serialize};
+use twitch::{Format, KafkaCluster, Record, TopicPartition};
+
+use crate::raw::{self, RawProducer};
+use crate::stats::{now_ns, Latency, Meter, Span};
+use crate::target::Target;
+
+/// How long a consumer may see nothing before the case fails.
+const IDLE: Duration = Duration::from_secs(30);
+/// Flush timeout for both sides.
+const FLUSH: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Raw,
+    Twitch,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Raw => "raw",
+            Side::Twitch => "twitch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Partition writer, `produce` each, then `flush`; `blocking` uses
+    /// twitch's blocking `flush()` (as the seed code does), else
+    /// `flush_async()`.
+    PartitionProduce { blocking: bool },
+    /// Keyed writer over the topic's partitions.
+    KeyedProduce,
+    /// Group reader consuming pre-written records.
+    GroupRead,
+    /// Partition reader consuming pre-written records.
+    PartitionRead,
+    /// Encode + produce, then consume + decode.
+    Typed(Format),
+    /// Fixed-rate produce, consume concurrently; latency per record.
+    /// `fetch_wait_ms` sets `fetch.wait.max.ms` on both sides' consumers.
+    Latency { rate: u64, fetch_wait_ms: Option<u32> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: &'static str,
+    pub what: String,
+    pub kind: Kind,
+    pub count: u64,
+    pub size: usize,
+    pub partitions: i32,
+    /// On the mock cluster, read `count` records as passes of this many
+    /// (each on a fresh topic): librdkafka's mock broker keeps at most
+    /// 5 MiB (and 100,000 records) per partition and drops older records.
+    pub mock_pass: Option<u64>,
+}
+
+impl Case {
+    /// Records per pass and number of passes on `target`.
+    pub fn passes(&self, target: &Target) -> (u64, u64) {
+        match self.mock_pass {
+            Some(per) if target.is_mock() && per < self.count => (per, self.count.div_ceil(per)),
+            _ => (self.count, 1),
+        }
+    }
+
+    pub fn is_latency(&self) -> bool {
+        matches!(self.kind, Kind::Latency { .. })
+    }
+}
+
+/// The cases; `quick` shrinks the counts for a smoke test.
+pub fn all(quick: bool) -> Vec<Case> {
+    let n = |full: u64, small: u64| if quick { small } else { full };
+    let latency_secs = n(10, 1);
+    vec![
+        Case {
+            name: "seed",
+            what: "partition writer, produce each + blocking flush() (the seed code)".into(),
+            kind: Kind::PartitionProduce { blocking: true },
+            count: n(30_000, 2_000),
+            size: 320,
+            partitions: 1,
+            mock_pass: None,
+        },
+        Case {
+            name: "seed-async",
+            what: "same, but flush_async()".into(),
+            kind: Kind::PartitionProduce { blocking: false },
+            count: n(30_000, 2_000),
+            size: 320,
+            partitions: 1,
+            mock_pass: None,
+        },
+        Case {
+            name: "keyed",
+            what: "keyed writer, 3 partitions, 1024 keys".into(),
+            kind: Kind::KeyedProduce,
+            count: n(200_000, 5_000),
+            size: 320,
+            partitions: 3,
+            mock_pass: None,
+        },
+        Case {
+            name: "large",
+            what: "partition writer, 10 KB records".into(),
+            kind: Kind::PartitionProduce { blocking: false },
+            count: n(20_000, 500),
+            size: 10 * 1024,
+            partitions: 1,
+            mock_pass: None,
+        },
+        Case {
+            name: "group-read",
+            what: "group reader (ack each), 3 partitions".into(),
+            kind: Kind::GroupRead,
+            count: n(200_000, 5_000),
+            size: 320,
+            partitions: 3,
+            mock_pass: Some(25_000),
+        },
+        Case {
+            name: "partition-read",
+            what: "partition reader, 1 partition".into(),
+            kind: Kind::PartitionRead,
+            count: n(200_000, 5_000),
+            size: 320,
+            partitions: 1,
+            mock_pass: Some(10_000),
+        },
+        Case {
+            name: "json",
+            what: "typed JSON round trip (encode+produce, consume+decode)".into(),
+            kind: Kind::Typed(Format::Json),
+            count: n(50_000, 2_000),
+            size: 0,
+            partitions: 1,
+            mock_pass: Some(10_000),
+        },
+        Case {
+            name: "bincode",
+            what: "typed bincode round trip (encode+produce, consume+decode)".into(),
+            kind: Kind::Typed(Format::Bincode),
+            count: n(50_000, 2_000),
+            size: 0,
+            partitions: 1,
+            mock_pass: Some(10_000),
+        },
+        Case {
+            name: "latency",
+            what: format!("1,000 records/s for {latency_secs} s, produce call -> consumed"),
+            kind: Kind::Latency { rate: 1_000, fetch_wait_ms: None },
+            count: 1_000 * latency_secs,
+            size: 320,
+            partitions: 1,
+            mock_pass: None,
+        },
+        Case {
+            name: "latency-fetch10",
+            what: "same with fetch.wait.max.ms=10 on both consumers (a broker that holds an empty fetch for the \
+                   whole fetch.wait.max.ms, 500 ms by default, hides everything else)"
+                .into(),
+            kind: Kind::Latency { rate: 1_000, fetch_wait_ms: Some(10) },
+            count: 1_000 * latency_secs,
+            size: 320,
+            partitions: 1,
+            mock_pass: None,
+        },
+    ]
+}
+
+/// One measured run of one case on one side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub records: u64,
+    pub bytes: u64,
+    pub span: Span,
+    pub latency: Option<Latency>,
+}
+
+impl Sample {
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.span.wall.as_secs_f64()
+    }
+
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.span.wall.as_secs_f64()
+    }
+}
+
+/// Settings applied on top of twitch's defaults, to both sides alike
+/// (`--producer-set`, `--consumer-set`, the sweep).
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    pub producer: Vec<(String, String)>,
+    pub consumer: Vec<(String, String)>,
+}
+
+/// Runs one case for one side, each pass on a fresh topic.
+pub async fn run(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> Result<Sample> {
+    let (per_pass, passes) = case.passes(target);
+    let pass_case = Case { count: per_pass, ..case.clone() };
+    let mut total = Sample::default();
+    for _ in 0..passes {
+        let s = run_pass(target, &pass_case, side, tuning).await?;
+        total = Sample { records: total.records + s.records, bytes: total.bytes + s.bytes, span: total.span + s.span, latency: s.latency };
+    }
+    Ok(total)
+}
+
+async fn run_pass(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> Result<Sample> {
+    let topic = target.fresh_topic(case.name, side.name(), case.partitions).await?;
+    let ctx = Ctx { brokers: target.brokers().to_owned(), topic: topic.clone(), broker_pid: target.broker_pid(), tuning: tuning.clone() };
+    let res = match (case.kind, side) {
+        (Kind::PartitionProduce { .. } | Kind::KeyedProduce, Side::Raw) => raw_produce(&ctx, case).await,
+        (Kind::PartitionProduce { blocking }, Side::Twitch) => twitch_partition_produce(&ctx, case, blocking).await,
+        (Kind::KeyedProduce, Side::Twitch) => twitch_keyed_produce(&ctx, case).await,
+        (Kind::GroupRead, _) => group_read(&ctx, case, side).await,
+        (Kind::PartitionRead, _) => partition_read(&ctx, case, side).await,
+        (Kind::Typed(format), Side::Raw) => raw_typed(&ctx, case, format).await,
+        (Kind::Typed(format), Side::Twitch) => twitch_typed(&ctx, case, format).await,
+        (Kind::Latency { rate, fetch_wait_ms }, Side::Raw) => raw_latency(&ctx, case, rate, fetch_wait_ms).await,
+        (Kind::Latency { rate, fetch_wait_ms }, Side::Twitch) => twitch_latency(&ctx, case, rate, fetch_wait_ms).await,
+    };
+    target.drop_topic(&topic).await;
+    res.with_context(|| format!("case {} ({}) on {}", case.name, side.name(), target.name()))
+}
+
+struct Ctx {
+    brokers: String,
+    topic: String,
+    broker_pid: Option<u32>,
+    tuning: Tuning,
+}
+
+impl Ctx {
+    fn meter(&self) -> Meter {
+        Meter::start(self.broker_pid)
+    }
+
+    /// A cluster handle for writers (with the producer tuning).
+    fn cluster(&self) -> Result<KafkaCluster> {
+        self.cluster_with(&self.tuning.producer)
+    }
+
+    /// A cluster handle for readers (with the consumer tuning).
+    fn reader_cluster(&self) -> Result<KafkaCluster> {
+        self.cluster_with(&self.tuning.consumer)
+    }
+
+    fn cluster_with(&self, settings: &[(String, String)]) -> Result<KafkaCluster> {
+        let mut b = KafkaCluster::builder(self.brokers.as_str()).client_id("bench-twitch");
+        for (k, v) in settings {
+            b = b.set(k, v);
+        }
+        Ok(b.build()?)
+    }
+
+    fn raw_producer(&self) -> Result<RawProducer> {
+        RawProducer::new(&raw::producer_config(&self.brokers, &self.tuning.producer))
+    }
+}
+
+/// A payload of `size` bytes whose first 16 bytes carry `seq` and a send
+/// timestamp.
+fn stamp(buf: &mut [u8], seq: u64, ts_ns: u64) {
+    if buf.len() >= 16 {
+        buf[..8].copy_from_slice(&seq.to_le_bytes());
+        buf[8..16].copy_from_slice(&ts_ns.to_le_bytes());
+    }
+}
+
+fn read_stamp(payload: &[u8]) -> Option<(u64, u64)> {
+    let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let ts = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((seq, ts))
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+fn keys() -> Vec<Vec<u8>> {
+    (0..1024).map(|i| format!("sensor-{i:04}").into_bytes()).collect()
+}
+
+/// The warm-up record each producer sends (and waits for) before the clock
+/// starts, so connection setup and the idempotent producer's id request are
+/// not measured.
+const WARMUP_SEQ: u64 = u64::MAX;
+
+// ---------------------------------------------------------------------------
+// Producing
+
+async fn raw_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
+    let mut producer = ctx.raw_producer()?;
+    let mut buf = payload(case.size);
+    let keyed = case.kind == Kind::KeyedProduce;
+    let keys = keys();
+    stamp(&mut buf, WARMUP_SEQ, 0);
+    producer.send(BaseRecord::to(&ctx.topic).payload(&buf[..]).partition(0)).await?;
+    producer.flush(FLUSH).await?;
+
+    let meter = ctx.meter();
+    for i in 0..case.count {
+        stamp(&mut buf, i, 0);
+        let mut rec = BaseRecord::to(&ctx.topic).payload(&buf[..]);
+        if keyed {
+            rec = rec.key(&keys[(i % 1024) as usize][..]);
+        } else {
+            rec = rec.partition(0);
+        }
+        producer.send(rec).await?;
+    }
+    producer.flush(FLUSH).await?;
+    let span = meter.stop();
+    Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: None })
+}
+
+async fn twitch_partition_produce(ctx: &Ctx, case: &Case, blocking: bool) -> Result<Sample> {
+    let cluster = ctx.cluster()?;
+    let mut writer = cluster.get_writer_for_partition(TopicPartition::new(ctx.topic.as_str(), 0))?;
+    let mut buf = payload(case.size);
+    stamp(&mut buf, WARMUP_SEQ, 0);
+    writer.produce(Record::new(buf.clone())).await?;
+    writer.flush_async().await?;
+
+    let meter = ctx.meter();
+    for i in 0..case.count {
+        stamp(&mut buf, i, 0);
+        writer.produce(Record::new(buf.clone())).await?;
+    }
+    if blocking {
+        writer.flush()?;
+    } else {
+        writer.flush_async().await?;
+    }
+    let span = meter.stop();
+    Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: None })
+}
+
+async fn twitch_keyed_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
+    let cluster = ctx.cluster()?;
+    let mut writer = cluster.keyed_writer(&ctx.topic)?;
+    let mut buf = payload(case.size);
+    let keys = keys();
+    stamp(&mut buf, WARMUP_SEQ, 0);
+    writer.produce_to(0, Record::new(buf.clone())).await?;
+    writer.flush_async().await?;
+
+    let meter = ctx.meter();
+    for i in 0..case.count {
+        stamp(&mut buf, i, 0);
+        writer.produce(Record::new(buf.clone()).with_key(keys[(i % 1024) as usize].clone())).await?;
+    }
+    writer.flush_async().await?;
+    let span = meter.stop();
+    Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: None })
+}
+
+// ---------------------------------------------------------------------------
+// Consuming
+
+/// Writes the records a read case consumes (not measured).
+async fn prefill(ctx: &Ctx, case: &Case) -> Result<()> {
+    let mut producer = ctx.raw_producer()?;
+    let mut buf = payload(case.size);
+    let keys = keys();
+    for i in 0..case.count {
+        stamp(&mut buf, i, 0);
+        let rec = BaseRecord::to(&ctx.topic).payload(&buf[..]).key(&keys[(i % 1024) as usize][..]);
+        producer.send(rec).await?;
+    }
+    producer.flush(FLUSH).await
+}
+
+/// Records and bytes read, and the span from the first record to the last.
+struct ReadOutcome {
+    records: u64,
+    bytes: u64,
+    span: Span,
+}
+
+async fn group_read(ctx: &Ctx, case: &Case, side: Side) -> Result<Sample> {
+    prefill(ctx, case).await?;
+    let group = format!("{}-group", ctx.topic);
+    let out = match side {
+        Side::Raw => {
+            let consumer = raw::group_consumer(&ctx.brokers, &group, &ctx.topic, &ctx.tuning.consumer)?;
+            let mut committer = raw::Committer::new(&ctx.topic, case.partitions as usize);
+            let out = raw_read(ctx, &consumer, case.count, |m| {
+                committer.processed(m.partition(), m.offset());
+                committer.maybe_commit(&consumer)
+            })
+            .await?;
+            committer.commit_now(&consumer)?;
+            tokio::task::spawn_blocking(move || drop(consumer)).await?;
+            out
+        }
+        Side::Twitch => {
+            let mut reader = ctx.reader_cluster()?.group_reader(&group).topic(&ctx.topic).build()?;
+            let first = next_within(reader.next()).await?;
+            let meter = ctx.meter();
+            let (record, ack) = first?;
+            let mut bytes = record.payload().len() as u64;
+            ack.ack();
+            for _ in 1..case.count {
+                let (record, ack) = next_within(reader.next()).await??;
+                bytes += record.payload().len() as u64;
+                ack.ack();
+            }
+            let span = meter.stop();
+            reader.shutdown().await?;
+            ReadOutcome { records: case.count, bytes, span }
+        }
+    };
+    Ok(Sample { records: out.records, bytes: out.bytes, span: out.span, latency: None })
+}
+
+async fn partition_read(ctx: &Ctx, case: &Case, side: Side) -> Result<Sample> {
+    prefill(ctx, case).await?;
+    let out = match side {
+        Side::Raw => {
+            let consumer = raw::partition_consumer(&ctx.brokers, &ctx.topic, &[0], &ctx.tuning.consumer)?;
+            raw_read(ctx, &consumer, case.count, |_| Ok(())).await?
+        }
+        Side::Twitch => {
+            let mut reader = ctx.reader_cluster()?.partition_reader().partition(TopicPartition::new(ctx.topic.as_str(), 0)).build()?;
+            let first = next_within(reader.next()).await??;
+            let meter = ctx.meter();
+            let mut bytes = first.payload().len() as u64;
+            for _ in 1..case.count {
+                let record = next_within(reader.next()).await??;
+                bytes += record.payload().len() as u64;
+            }
+            ReadOutcome { records: case.count, bytes, span: meter.stop() }
+        }
+    };
+    Ok(Sample { records: out.records, bytes: out.bytes, span: out.span, latency: None })
+}
+
+/// Reads `count` messages; the clock starts at the first one.
+async fn raw_read(
+    ctx: &Ctx,
+    consumer: &StreamConsumer,
+    count: u64,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
+) -> Result<ReadOutcome> {
+    let first = raw::recv(consumer, IDLE).await?;
+    let meter = ctx.meter();
+    let mut bytes = first.payload_len() as u64;
+    each(&first)?;
+    drop(first);
+    for i in 1..count {
+        let msg = raw::recv(consumer, IDLE).await.with_context(|| format!("after {i} of {count} records"))?;
+        bytes += msg.payload().map_or(0, <[u8]>::len) as u64;
+        each(&msg)?;
+    }
+    Ok(ReadOutcome { records: count, bytes, span: meter.stop() })
+}
+
+/// A reader's next item, or an error after [`IDLE`] or at the stream's end.
+async fn next_within<T>(next: impl std::future::Future<Output = Option<T>>) -> Result<T> {
+    match tokio::time::timeout(IDLE, next).await {
+        Ok(Some(item)) => Ok(item),
+        Ok(None) => bail!("the reader ended early"),
+        Err(_) => bail!("no record for {IDLE:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed round trips
+
+/// A typical event: a sensor reading with some strings and numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub seq: u64,
+    pub sensor: String,
+    pub site: String,
+    pub celsius: f64,
+    pub humidity: f32,
+    pub ok: bool,
+    pub tags: Vec<String>,
+    pub samples: Vec<i32>,
+}
+
+impl Reading {
+    pub fn sample(seq: u64) -> Reading {
+        Reading {
+            seq,
+            sensor: format!("sensor-{:04}", seq % 1024),
+            site: "plant-7/hall-b".to_owned(),
+            celsius: 20.0 + (seq % 100) as f64 / 10.0,
+            humidity: 0.41,
+            ok: seq % 17 != 0,
+            tags: vec!["calibrated".to_owned(), "zone-3".to_owned()],
+            samples: (0..12).map(|i| (seq as i32).wrapping_mul(31).wrapping_add(i)).collect(),
+        }
+    }
+}
+
+fn encode_raw(format: Format, value: &Reading, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    match format {
+        Format::Bincode => bincode::serialize_into(&mut *buf, value)?,
+        _ => serde_json::to_writer(&mut *buf, value)?,
+    }
+    Ok(())
+}
+
+fn decode_raw(format: Format, bytes: &[u8]) -> Result<Reading> {
+    Ok(match format {
+        Format::Bincode => bincode::deserialize(bytes)?,
+        _ => serde_json::from_slice(bytes)?,
+    })
+}
+
+/// Values are built before the clock starts; the measured part is encode +
+/// produce + flush, then (clock paused while the consumer starts) consume +
+/// decode.
+async fn raw_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> {
+    let values: Vec<Reading> = (0..case.count).map(Reading::sample).collect();
+    let mut producer = ctx.raw_producer()?;
+    let mut buf = Vec::new();
+    encode_raw(format, &Reading::sample(WARMUP_SEQ), &mut buf)?;
+    producer.send(BaseRecord::to(&ctx.topic).payload(&buf[..]).partition(0)).await?;
+    producer.flush(FLUSH).await?;
+
+    let meter = ctx.meter();
+    for v in &values {
+        encode_raw(format, v, &mut buf)?;
+        producer.send(BaseRecord::to(&ctx.topic).payload(&buf[..]).partition(0)).await?;
+    }
+    producer.flush(FLUSH).await?;
+    let produce = meter.stop();
+
+    let consumer = raw::partition_consumer(&ctx.brokers, &ctx.topic, &[0], &ctx.tuning.consumer)?;
+    let warm = raw::recv(&consumer, IDLE).await?;
+    if decode_raw(format, warm.payload().unwrap_or_default())?.seq != WARMUP_SEQ {
+        bail!("the first record is not the warm-up record");
+    }
+    drop(warm);
+    let meter = ctx.meter();
+    let mut bytes = 0;
+    for want in 0..case.count {
+        let msg = raw::recv(&consumer, IDLE).await?;
+        let bytes_in = msg.payload().unwrap_or_default();
+        bytes += bytes_in.len() as u64;
+        let value = decode_raw(format, bytes_in)?;
+        if value.seq != want {
+            bail!("record {want} came back as {}", value.seq);
+        }
+    }
+    let consume = meter.stop();
+    Ok(Sample { records: case.count, bytes, span: produce + consume, latency: None })
+}
+
+async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> {
+    let values: Vec<Reading> = (0..case.count).map(Reading::sample).collect();
+    let cluster = ctx.cluster()?;
+    let tp = TopicPartition::new(ctx.topic.as_str(), 0);
+    let mut writer = cluster.get_writer_for_partition(tp.clone())?.with_format(format);
+    writer.send(&Reading::sample(WARMUP_SEQ)).await?;
+    writer.flush_async().await?;
+
+    let meter = ctx.meter();
+    for v in &values {
+        writer.send(v).await?;
+    }
+    writer.flush_async().await?;
+    let produce = meter.stop();
+
+    let mut reader = ctx.reader_cluster()?.partition_reader().partition(tp).format(format).build()?;
+    let mut typed = reader.typed::<Reading>();
+    let warm = next_within(typed.next()).await??;
+    if warm.value.seq != WARMUP_SEQ {
+        bail!("the first record is not the warm-up record");
+    }
+    let meter = ctx.meter();
+    let mut bytes = 0;
+    for want in 0..case.count {
+        let decoded = next_within(typed.next()).await??;
+        bytes += decoded.record.payload().len() as u64;
+        if decoded.value.seq != want {
+            bail!("record {want} came back as {}", decoded.value.seq);
+        }
+    }
+    let consume = meter.stop();
+    Ok(Sample { records: case.count, bytes, span: produce + consume, latency: None })
+}
+
+// ---------------------------------------------------------------------------
+// Latency
+
+/// Sends `count` records at `rate` per second, each stamped with the time
+/// of its produce call; `send` is the side's produce.
+struct Pacer {
+    interval: Duration,
+    start: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer { interval: Duration::from_secs(1) / u32::try_from(rate.max(1)).unwrap_or(u32::MAX), start: tokio::time::Instant::now() }
+    }
+
+    async fn wait(&self, i: u64) {
+        let due = self.start + self.interval * u32::try_from(i).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// Latency bookkeeping of a consumer: skips the warm-up record (and
+/// reports it through `warm`), records microseconds from the produce call.
+struct LatencySink {
+    lat: Vec<u64>,
+    warm: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LatencySink {
+    fn new(count: u64, warm: tokio::sync::oneshot::Sender<()>) -> Self {
+        LatencySink { lat: Vec::with_capacity(usize::try_from(count).unwrap_or(0)), warm: Some(warm) }
+    }
+
+    fn record(&mut self, payload: &[u8], now: u64) -> Result<()> {
+        let Some((seq, ts)) = read_stamp(payload) else { bail!("short payload") };
+        if seq == WARMUP_SEQ {
+            if let Some(w) = self.warm.take() {
+                let _ = w.send(());
+            }
+        } else {
+            self.lat.push(now.saturating_sub(ts) / 1_000);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.lat.len() as u64
+    }
+}
+
+async fn raw_latency(ctx: &Ctx, case: &Case, rate: u64, fetch_wait_ms: Option<u32>) -> Result<Sample> {
+    let mut extra = ctx.tuning.consumer.clone();
+    if let Some(ms) = fetch_wait_ms {
+        extra.push(("fetch.wait.max.ms".to_owned(), ms.to_string()));
+    }
+    let consumer = raw::partition_consumer(&ctx.brokers, &ctx.topic, &[0], &extra)?;
+    let (warm_tx, warm_rx) = tokio::sync::oneshot::channel();
+    let count = case.count;
+    let reader = tokio::spawn(async move {
+        let mut sink = LatencySink::new(count, warm_tx);
+        while sink.len() < count {
+            let msg = raw::recv(&consumer, IDLE).await?;
+            let now = now_ns();
+            sink.record(msg.payload().unwrap_or_default(), now)?;
+        }
+        Ok::<_, anyhow::Error>(sink.lat)
+    });
+
+    let mut producer = ctx.raw_producer()?;
+    let mut buf = payload(case.size);
+    stamp(&mut buf, WARMUP_SEQ, now_ns());
+    producer.send(BaseRecord::to(&ctx.topic).payload(&buf[..]).partition(0)).await?;
+    producer.flush(FLUSH).await?;
+    tokio::time::timeout(IDLE, warm_rx).await.context("the consumer did not see the warm-up record")??;
+
+    let meter = ctx.meter();
+    let pacer = Pacer::new(rate);
+    for i in 0..case.count {
+        pacer.wait(i).await;
+        stamp(&mut buf, i, now_ns());
+        producer.send(BaseRecord::to(&ctx.topic).payload(&buf[..]).partition(0)).await?;
+    }
+    producer.flush(FLUSH).await?;
+    let mut lat = reader.await??;
+    let span = meter.stop();
+    Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: Some(Latency::from_samples(&mut lat)) })
+}
+
+async fn twitch_latency(ctx: &Ctx, case: &Case, rate: u64, fetch_wait_ms: Option<u32>) -> Result<Sample> {
+    let cluster = ctx.cluster()?;
+    let tp = TopicPartition::new(ctx.topic.as_str(), 0);
+    let mut builder = ctx.reader_cluster()?.partition_reader().partition(tp.clone());
+    if let Some(ms) = fetch_wait_ms {
+        builder = builder.set("fetch.wait.max.ms", &ms.to_string());
+    }
+    let mut reader = builder.build()?;
+    let (warm_tx, warm_rx) = tokio::sync::oneshot::channel();
+    let count = case.count;
+    let consumer = tokio::spawn(async move {
+        let mut sink = LatencySink::new(count, warm_tx);
+        while sink.len() < count {
+            let record = next_within(reader.next()).await??;
+            let now = now_ns();
+            sink.record(record.payload(), now)?;
+        }
+        Ok::<_, anyhow::Error>(sink.lat)
+    });
+
+    let mut writer = cluster.get_writer_for_partition(tp)?;
+    let mut buf = payload(case.size);
+    stamp(&mut buf, WARMUP_SEQ, now_ns());
+    writer.produce(Record::new(buf.clone())).await?;
+    writer.flush_async().await?;
+    tokio::time::timeout(IDLE, warm_rx).await.context("the reader did not see the warm-up record")??;
+
+    let meter = ctx.meter();
+    let pacer = Pacer::new(rate);
+    for i in 0..case.count {
+        pacer.wait(i).await;
+        stamp(&mut buf, i, now_ns());
+        writer.produce(Record::new(buf.clone())).await?;
+    }
+    writer.flush_async().await?;
+    let mut lat = consumer.await??;
+    let span = meter.stop();
+    Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: Some(Latency::from_samples(&mut lat)) })
+}

@@ -1,0 +1,182 @@
+//! twitch-bench: twitch against raw rdkafka, same broker, same run.
+//!
+//! ```text
+//! cargo run --release -p twitch-bench -- --brokers 127.0.0.1:19292
+//! cargo run --release -p twitch-bench -- --target mock --rounds 5
+//! cargo run --release -p twitch-bench -- --quick --target mock
+//! ```
+
+mod cases;
+mod raw;
+mod report;
+mod stats;
+mod sweep;
+mod target;
+
+use anyhow::{bail, Result};
+use clap::{Parser, ValueEnum};
+
+use crate::cases::{Case, Side, Tuning};
+use crate::report::{CaseResult, Report};
+use crate::target::Target;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    /// The broker(s) at --brokers.
+    Broker,
+    /// librdkafka's in-process mock cluster: shows the client's own cost.
+    Mock,
+    /// Both, mock first.
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SideArg {
+    Raw,
+    Twitch,
+    Both,
+}
+
+/// Benchmarks twitch against raw rdkafka with identical client settings, on
+/// the same broker, in the same run.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Bootstrap servers of the broker to benchmark.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+
+    /// Short run for a smoke test: tiny record counts, 1 round.
+    #[arg(long)]
+    quick: bool,
+
+    /// Rounds per case and side (raw and twitch alternate).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = TargetArg::Both)]
+    target: TargetArg,
+
+    /// Run only cases whose name contains one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
+
+    /// Run only one side (for profiling one client); ratios then show NaN.
+    #[arg(long, value_enum, default_value_t = SideArg::Both)]
+    side: SideArg,
+
+    /// Pid of the broker process, to report its CPU use (found from
+    /// scripts/broker.sh's pid file when not given).
+    #[arg(long, env = "BROKER_PID")]
+    broker_pid: Option<u32>,
+
+    /// Extra producer setting for both sides, `key=value` (repeatable).
+    #[arg(long = "producer-set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    producer_set: Vec<(String, String)>,
+
+    /// Extra consumer setting for both sides, `key=value` (repeatable).
+    #[arg(long = "consumer-set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    consumer_set: Vec<(String, String)>,
+
+    /// Instead of the cases, sweep producer settings (linger.ms,
+    /// batch.size, compression.type) on twitch's keyed writer and on the
+    /// latency case.
+    #[arg(long)]
+    sweep: bool,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    }
+    let rounds = if cli.quick { 1 } else { cli.rounds.max(1) };
+    let cases: Vec<Case> = cases::all(cli.quick)
+        .into_iter()
+        .filter(|c| cli.cases.is_empty() || cli.cases.iter().any(|f| c.name.contains(f.as_str())))
+        .collect();
+    if cases.is_empty() && !cli.sweep {
+        bail!("no case matches --cases {:?}", cli.cases);
+    }
+
+    let tuning = Tuning { producer: cli.producer_set.clone(), consumer: cli.consumer_set.clone() };
+    let mut machine = machine_summary();
+    for (what, set) in [("producer", &tuning.producer), ("consumer", &tuning.consumer)] {
+        if !set.is_empty() {
+            let list: Vec<String> = set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            machine.push_str(&format!("; extra {what} settings on both sides: {}", list.join(", ")));
+        }
+    }
+    let mut report = Report::new(machine, rounds, cli.quick);
+    let targets: &[TargetArg] = match cli.target {
+        TargetArg::Both => &[TargetArg::Mock, TargetArg::Broker],
+        TargetArg::Mock => &[TargetArg::Mock],
+        TargetArg::Broker => &[TargetArg::Broker],
+    };
+    for which in targets {
+        let target = match which {
+            TargetArg::Mock => Target::mock()?,
+            _ => {
+                let pid = cli.broker_pid.or_else(|| target::find_broker_pid(&cli.brokers));
+                Target::broker(&cli.brokers, pid).await?
+            }
+        };
+        eprintln!("== target {} ({})", target.name(), target.brokers());
+        if cli.sweep {
+            sweep::run(&target, cli.quick, rounds).await?;
+            continue;
+        }
+        for case in &cases {
+            let mut result = CaseResult::new(target.name(), case.clone());
+            for round in 0..rounds {
+                // Alternate which side goes first, so neither always gets
+                // the warmer (or more fragmented) broker.
+                let order = if round % 2 == 0 { [Side::Raw, Side::Twitch] } else { [Side::Twitch, Side::Raw] };
+                for side in order {
+                    let wanted = match cli.side {
+                        SideArg::Both => true,
+                        SideArg::Raw => side == Side::Raw,
+                        SideArg::Twitch => side == Side::Twitch,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    let sample = cases::run(&target, case, side, &tuning).await?;
+                    eprintln!(
+                        "   {:<15} {:<6} round {}: {:>10.0} rec/s {}",
+                        case.name,
+                        side.name(),
+                        round + 1,
+                        sample.records_per_sec(),
+                        sample.latency.map(|l| format!("p50 {:.0} us p99 {:.0} us", l.p50_us, l.p99_us)).unwrap_or_default()
+                    );
+                    result.push(side, sample);
+                }
+            }
+            report.push(result);
+        }
+    }
+    if !cli.sweep {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("`{s}` is not key=value")),
+    }
+}
+
+fn machine_summary() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    format!("{cpus} CPUs ({model}), librdkafka {librdkafka}, {} build", if cfg!(debug_assertions) { "debug" } else { "release" })
+}

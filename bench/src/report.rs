@@ -1,0 +1,338 @@
+//! The results table, the limit each number hits, and the ratio lines.
+
+use std::fmt::Write as _;
+
+use crate::cases::{Case, Sample, Side};
+use crate::stats::{max, median, min};
+
+/// Every round of one case on one target.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub target: &'static str,
+    pub case: Case,
+    pub raw: Vec<Sample>,
+    pub twitch: Vec<Sample>,
+}
+
+/// Medians (and extremes) over the rounds of one side.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    rps_median: f64,
+    rps_min: f64,
+    mbps_median: f64,
+    client_cores: Option<f64>,
+    broker_cores: Option<f64>,
+    other_cores: Option<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    p99_min_ms: f64,
+    p99_max_ms: f64,
+    max_ms: f64,
+}
+
+impl CaseResult {
+    pub fn new(target: &'static str, case: Case) -> Self {
+        CaseResult { target, case, raw: Vec::new(), twitch: Vec::new() }
+    }
+
+    pub fn push(&mut self, side: Side, sample: Sample) {
+        match side {
+            Side::Raw => self.raw.push(sample),
+            Side::Twitch => self.twitch.push(sample),
+        }
+    }
+
+    fn summary(samples: &[Sample]) -> Summary {
+        let rps: Vec<f64> = samples.iter().map(Sample::records_per_sec).collect();
+        let mbps: Vec<f64> = samples.iter().map(Sample::mb_per_sec).collect();
+        let cores = |f: &dyn Fn(&Sample) -> Option<f64>| {
+            let v: Option<Vec<f64>> = samples.iter().map(|s| Some(f(s)? / s.span.wall.as_secs_f64())).collect();
+            v.filter(|v| !v.is_empty()).map(|v| median(&v))
+        };
+        let lat = |f: fn(&crate::stats::Latency) -> f64| -> Vec<f64> {
+            samples.iter().filter_map(|s| s.latency.as_ref().map(|l| f(l) / 1000.0)).collect()
+        };
+        let p99 = lat(|l| l.p99_us);
+        Summary {
+            rps_median: median(&rps),
+            rps_min: min(&rps),
+            mbps_median: median(&mbps),
+            client_cores: cores(&|s| s.span.client_cpu),
+            broker_cores: cores(&|s| s.span.broker_cpu),
+            other_cores: cores(&|s| s.span.other_cpu()),
+            p50_ms: median(&lat(|l| l.p50_us)),
+            p99_ms: median(&p99),
+            p99_min_ms: min(&p99),
+            p99_max_ms: max(&p99),
+            max_ms: median(&lat(|l| l.max_us)),
+        }
+    }
+
+    /// twitch/raw of the median throughput; for latency cases raw p99 /
+    /// twitch p99. Higher is better for twitch either way.
+    pub fn ratio(&self) -> f64 {
+        let (r, t) = (Self::summary(&self.raw), Self::summary(&self.twitch));
+        if self.case.is_latency() {
+            r.p99_ms / t.p99_ms
+        } else {
+            t.rps_median / r.rps_median
+        }
+    }
+}
+
+/// Which resource a row's number is bound by, from CPU use: this process
+/// (the client, plus the mock brokers' threads on the mock target) and the
+/// broker process.
+fn limit(target: &str, s: &Summary, latency: bool, mock_rps: Option<f64>) -> String {
+    let c = s.client_cores.unwrap_or(f64::NAN);
+    let b = s.broker_cores;
+    let other = s.other_cores.unwrap_or(0.0);
+    let total = c + b.unwrap_or(0.0) + other;
+    let mut cores = match b {
+        Some(b) => format!("client {c:.2} + broker {b:.2} cores"),
+        None if target == "mock" => format!("client+mock {c:.2} cores"),
+        None => format!("client {c:.2} cores, broker ?"),
+    };
+    if other >= 0.05 {
+        let _ = write!(cores, ", other processes {other:.2}");
+    }
+    if latency {
+        let why = if s.p50_ms < 25.0 {
+            "timers: linger.ms=5 + produce/fetch round trips"
+        } else {
+            "broker: fetch answered late (fetch.wait.max.ms=500)"
+        };
+        return format!("{why} ({cores})");
+    }
+    let verdict = if total >= 1.6 && other >= 0.3 {
+        "machine: both cores busy, partly with other processes"
+    } else if total >= 1.6 {
+        "machine: both cores busy"
+    } else if b.is_some_and(|b| b >= 0.85 && b > c) {
+        "broker: one core busy"
+    } else if target != "mock" && mock_rps.is_some_and(|m| s.rps_median < 0.5 * m) && b.is_none() {
+        "broker: far below the mock"
+    } else if c >= 0.85 {
+        "client: CPU"
+    } else {
+        "waits: round trips / timers"
+    };
+    format!("{verdict} ({cores})")
+}
+
+pub struct Report {
+    machine: String,
+    rounds: usize,
+    quick: bool,
+    results: Vec<CaseResult>,
+}
+
+impl Report {
+    pub fn new(machine: String, rounds: usize, quick: bool) -> Self {
+        Report { machine, rounds, quick, results: Vec::new() }
+    }
+
+    pub fn push(&mut self, r: CaseResult) {
+        self.results.push(r);
+    }
+
+    fn mock_rps(&self, case: &str, side: Side) -> Option<f64> {
+        self.results.iter().find(|r| r.target == "mock" && r.case.name == case).map(|r| {
+            CaseResult::summary(match side {
+                Side::Raw => &r.raw,
+                Side::Twitch => &r.twitch,
+            })
+            .rps_median
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "\n# twitch vs raw rdkafka");
+        let _ = writeln!(
+            out,
+            "setup: {}; {} round(s) per side, raw and twitch alternating, fresh topic each{}",
+            self.machine,
+            self.rounds,
+            if self.quick { "; --quick (tiny counts: numbers are not meaningful)" } else { "" }
+        );
+        let _ = writeln!(out, "identical client settings: twitch::writer::PRODUCER_DEFAULTS / twitch::reader::CONSUMER_DEFAULTS");
+        let mut targets: Vec<&str> = self.results.iter().map(|r| r.target).collect();
+        targets.dedup();
+        for target in &targets {
+            let about = if *target == "mock" {
+                "librdkafka's in-process mock cluster (1 broker): no network, no disk, so this shows the clients' own cost; the mock brokers' threads count as client CPU"
+            } else {
+                "the broker at --brokers"
+            };
+            let _ = writeln!(out, "\n## target {target}: {about}\n");
+            self.render_throughput(&mut out, target);
+            self.render_latency(&mut out, target);
+        }
+        self.render_notes(&mut out, &targets);
+        let primary = if targets.contains(&"broker") { "broker" } else { "mock" };
+        let _ = writeln!(out, "\n# twitch/raw ratios (target {primary}; higher is better; latency: raw_p99/twitch_p99)");
+        for r in self.results.iter().filter(|r| r.target != primary) {
+            let _ = writeln!(out, "{}-ratio {} {:.3}", r.target, r.case.name, r.ratio());
+        }
+        for r in self.results.iter().filter(|r| r.target == primary) {
+            let _ = writeln!(out, "ratio {} {:.3}", r.case.name, r.ratio());
+        }
+        out
+    }
+
+    fn render_throughput(&self, out: &mut String, target: &str) {
+        let rows: Vec<&CaseResult> = self.results.iter().filter(|r| r.target == target && !r.case.is_latency()).collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch/raw | limit (median CPU use) |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
+        for r in rows {
+            let size = if r.case.size == 0 {
+                let bytes = r.raw.first().map_or(0, |s| s.bytes / s.records.max(1));
+                format!("~{bytes} B")
+            } else {
+                human_bytes(r.case.size)
+            };
+            for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
+                let s = CaseResult::summary(samples);
+                let ratio = if side == Side::Twitch { format!("**{:.2}**", r.ratio()) } else { String::new() };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} x {} | {} | {} | {:.1} | {} | {} |",
+                    if side == Side::Raw { r.case.name } else { "" },
+                    side.name(),
+                    r.case.count,
+                    size,
+                    thousands(s.rps_median),
+                    thousands(s.rps_min),
+                    s.mbps_median,
+                    ratio,
+                    limit(target, &s, false, self.mock_rps(r.case.name, side).filter(|_| target != "mock")),
+                );
+            }
+        }
+        let _ = writeln!(out);
+        for r in self.results.iter().filter(|r| r.target == target && !r.case.is_latency()) {
+            let passes = match r.case.mock_pass {
+                Some(per) if target == "mock" && per < r.case.count => format!(
+                    " (as {} passes of {per} records on fresh topics: the mock broker keeps only 5 MiB per partition)",
+                    r.case.count.div_ceil(per)
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "- {}: {}{passes}", r.case.name, r.case.what);
+        }
+        let _ = writeln!(out);
+    }
+
+    fn render_latency(&self, out: &mut String, target: &str) {
+        let rows: Vec<&CaseResult> = self.results.iter().filter(|r| r.target == target && r.case.is_latency()).collect();
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "| case | side | records | p50 ms | p99 ms (min..max of rounds) | max ms | raw_p99/twitch_p99 (higher = twitch better) | limit |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
+        for r in rows {
+            for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
+                let s = CaseResult::summary(samples);
+                let ratio = if side == Side::Twitch { format!("**{:.2}**", r.ratio()) } else { String::new() };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.2} | {:.2} ({:.2}..{:.2}) | {:.2} | {} | {} |",
+                    if side == Side::Raw { r.case.name } else { "" },
+                    side.name(),
+                    r.case.count,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.p99_min_ms,
+                    s.p99_max_ms,
+                    s.max_ms,
+                    ratio,
+                    limit(target, &s, true, None),
+                );
+            }
+        }
+        let _ = writeln!(out);
+        for r in self.results.iter().filter(|r| r.target == target && r.case.is_latency()) {
+            let _ = writeln!(out, "- {}: {}", r.case.name, r.case.what);
+        }
+        let _ = writeln!(out, "- latency values are medians over the rounds; each round's p50/p99/max come from every record of the round\n");
+    }
+
+    fn render_notes(&self, out: &mut String, targets: &[&str]) {
+        let _ = writeln!(out, "## what limits the numbers\n");
+        let _ = writeln!(
+            out,
+            "- mock: client-side cost only (in-process broker, no sockets to a separate process, no storage); \
+             both clients and the mock brokers share the machine's CPUs, so 'machine' means both cores were busy."
+        );
+        if targets.contains(&"broker") {
+            let _ = writeln!(
+                out,
+                "- broker: the numbers include the broker's own work; a 'broker' limit means the broker \
+                 process used about one core or more while the client idled."
+            );
+            if targets.contains(&"mock") {
+                let mut lines = Vec::new();
+                for r in self.results.iter().filter(|r| r.target == "broker" && !r.case.is_latency()) {
+                    if let Some(m) = self.mock_rps(r.case.name, Side::Raw) {
+                        let b = CaseResult::summary(&r.raw).rps_median;
+                        lines.push(format!("{} {:.0}%", r.case.name, 100.0 * b / m));
+                    }
+                }
+                if !lines.is_empty() {
+                    let _ = writeln!(
+                        out,
+                        "- broker throughput as a share of the mock's (raw side): {}. Where this is far below 100%, \
+                         the broker (nisshi memory:// here) is the limit, not the client.",
+                        lines.join(", ")
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".to_owned();
+    }
+    let s = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1024 && n % 1024 == 0 {
+        format!("{} KB", n / 1024)
+    } else {
+        format!("{n} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(human_bytes(10240), "10 KB");
+        assert_eq!(human_bytes(320), "320 B");
+    }
+}
