@@ -12,7 +12,7 @@
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -50,12 +50,29 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 /// Delivery reports land here, on librdkafka's polling thread.
 #[derive(Default)]
 struct DeliveryTracker {
+    /// Records handed to librdkafka.
+    queued: AtomicU64,
+    /// Delivery reports received, successes and failures.
+    reported: AtomicU64,
     delivered: AtomicU64,
     last_offset: AtomicI64,
     failures: Mutex<Vec<DeliveryFailure>>,
-    /// Tasks waiting for room in the queue or for a flush.
+    /// Tasks or threads waiting for room in the queue or for a flush.
     waiters: AtomicUsize,
+    /// Wakes async waiters.
     notify: Notify,
+    /// Wakes blocking waiters (the synchronous `flush`).
+    lock: Mutex<()>,
+    reports: Condvar,
+}
+
+impl DeliveryTracker {
+    /// Every record handed to librdkafka has its delivery report. Counted
+    /// here rather than asked of librdkafka, which still counts a record
+    /// while its report is being handled.
+    fn all_reported(&self) -> bool {
+        self.reported.load(Ordering::Acquire) >= self.queued.load(Ordering::Acquire)
+    }
 }
 
 impl ClientContext for DeliveryTracker {}
@@ -89,8 +106,11 @@ impl ProducerContext for DeliveryTracker {
                 self.failures.lock().unwrap_or_else(PoisonError::into_inner).push(failure);
             }
         }
+        self.reported.fetch_add(1, Ordering::AcqRel);
         if self.waiters.load(Ordering::Acquire) > 0 {
             self.notify.notify_waiters();
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.reports.notify_all();
         }
     }
 }
@@ -208,14 +228,17 @@ impl WriterCore {
         }
         loop {
             match self.producer.send(base) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.tracker().queued.fetch_add(1, Ordering::AcqRel);
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     base = back;
                     let producer = &self.producer;
                     // Wait for at least one delivery report, then retry.
-                    let before = self.tracker().delivered.load(Ordering::Relaxed);
+                    let before = self.tracker().reported.load(Ordering::Acquire);
                     self.wait_for_deliveries(Duration::from_millis(20), || {
-                        self.tracker().delivered.load(Ordering::Relaxed) != before || producer.in_flight_count() == 0
+                        self.tracker().reported.load(Ordering::Acquire) != before || producer.in_flight_count() == 0
                     })
                     .await;
                     // The safety-net timeout also ends the wait, which is fine: retry.
@@ -249,18 +272,47 @@ impl WriterCore {
         Ok((last >= 0).then_some(last))
     }
 
+    /// Asks librdkafka to send lingering batches now instead of after
+    /// `linger.ms`.
+    fn send_lingering(&self) {
+        let _ = self.producer.flush(Duration::ZERO);
+    }
+
     fn flush_blocking(&self) -> Result<Option<Offset>> {
-        let flushed = block_here(|| self.producer.flush(self.flush_timeout));
+        let deadline = Instant::now() + self.flush_timeout;
+        let tracker = self.tracker();
+        tracker.waiters.fetch_add(1, Ordering::AcqRel);
+        let timed_out = block_here(|| {
+            self.send_lingering();
+            let mut guard = tracker.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if tracker.all_reported() {
+                    return false;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return true;
+                }
+                // Woken by each delivery report; the timeout is a safety net.
+                guard = tracker
+                    .reports
+                    .wait_timeout(guard, left.min(Duration::from_millis(10)))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        });
+        tracker.waiters.fetch_sub(1, Ordering::AcqRel);
+        let flushed = if timed_out { Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut)) } else { Ok(()) };
         self.flush_outcome(flushed)
     }
 
     async fn flush(&self) -> Result<Option<Offset>> {
         let deadline = Instant::now() + self.flush_timeout;
-        let producer = &self.producer;
+        let tracker = self.tracker();
         let mut timed_out = false;
+        self.send_lingering();
         self.wait_for_deliveries(Duration::from_millis(50), || {
-            // A zero-timeout flush asks librdkafka to send lingering batches now.
-            let done = producer.flush(Duration::ZERO).is_ok();
+            let done = tracker.all_reported();
             timed_out = !done && Instant::now() >= deadline;
             done || timed_out
         })
