@@ -78,7 +78,8 @@ impl Ack {
         if !counted {
             debug!(tp = %self.tp, offset = self.offset, "ack for a partition no longer assigned; ignored");
         }
-        self.shared.acked.notify_waiters();
+        // Lock-free when nobody waits; a paused reader finds the permit.
+        self.shared.acked.notify_one();
     }
 
     /// Partition of the record.
@@ -603,6 +604,10 @@ impl GroupReader {
     }
 
     fn apply_backpressure(&mut self) -> Result<()> {
+        // The common case, without allocating: nothing paused, nothing to pause.
+        if self.paused.is_empty() && self.shared.tracker().max_pending() < self.max_pending {
+            return Ok(());
+        }
         let assigned: HashSet<TopicPartition> = self.assignment().into_iter().collect();
         self.paused.retain(|tp| assigned.contains(tp));
         let (mut pause, mut resume) = (Vec::new(), Vec::new());

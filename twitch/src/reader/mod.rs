@@ -27,6 +27,9 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
     ("auto.offset.reset", "earliest"),
+    // librdkafka's 1 s default stalls any reader that processes records more
+    // slowly than they arrive, once its prefetch queue fills (docs/performance.md).
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// Where reading starts.

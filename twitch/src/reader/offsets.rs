@@ -74,6 +74,11 @@ impl OffsetTracker {
         self.partitions.get(tp).map_or(0, |p| p.pending.len())
     }
 
+    /// The most unprocessed records of any one partition.
+    pub(crate) fn max_pending(&self) -> usize {
+        self.partitions.values().map(|p| p.pending.len()).max().unwrap_or(0)
+    }
+
     /// Unprocessed records over all partitions.
     pub(crate) fn total_pending(&self) -> usize {
         self.partitions.values().map(|p| p.pending.len()).sum()
