@@ -100,7 +100,7 @@ fn limit(target: &str, s: &Summary, latency: bool, mock_rps: Option<f64>) -> Str
         let why = if s.p50_ms < 25.0 {
             "timers: linger.ms=5 + produce/fetch round trips"
         } else {
-            "broker: fetch answered late (fetch.wait.max.ms=500)"
+            "broker: holds an empty fetch up to fetch.wait.max.ms (500 ms default)"
         };
         return format!("{why} ({cores})");
     }
