@@ -42,10 +42,12 @@ pub enum Kind {
     PartitionProduce { blocking: bool },
     /// Keyed writer over the topic's partitions.
     KeyedProduce,
-    /// Group reader consuming pre-written records.
-    GroupRead,
-    /// Partition reader consuming pre-written records.
-    PartitionRead,
+    /// Group reader consuming pre-written records. `owned`: twitch's owned
+    /// records (`next`) against raw's `detach()`; else both read in place
+    /// (`next_ref` against borrowed messages).
+    GroupRead { owned: bool },
+    /// Partition reader consuming pre-written records; `owned` as above.
+    PartitionRead { owned: bool },
     /// Encode + produce, then consume + decode.
     Typed(Format),
     /// Fixed-rate produce, consume concurrently; latency per record.
@@ -124,8 +126,17 @@ pub fn all(quick: bool) -> Vec<Case> {
         },
         Case {
             name: "group-read",
-            what: "group reader (ack each), 3 partitions".into(),
-            kind: Kind::GroupRead,
+            what: "group reader, records read in place (next_ref, ack each), 3 partitions".into(),
+            kind: Kind::GroupRead { owned: false },
+            count: n(200_000, 5_000),
+            size: 320,
+            partitions: 3,
+            mock_pass: Some(25_000),
+        },
+        Case {
+            name: "group-read-owned",
+            what: "same, owned records (next) against raw detach()".into(),
+            kind: Kind::GroupRead { owned: true },
             count: n(200_000, 5_000),
             size: 320,
             partitions: 3,
@@ -133,8 +144,17 @@ pub fn all(quick: bool) -> Vec<Case> {
         },
         Case {
             name: "partition-read",
-            what: "partition reader, 1 partition".into(),
-            kind: Kind::PartitionRead,
+            what: "partition reader, records read in place (next_ref), 1 partition".into(),
+            kind: Kind::PartitionRead { owned: false },
+            count: n(200_000, 5_000),
+            size: 320,
+            partitions: 1,
+            mock_pass: Some(10_000),
+        },
+        Case {
+            name: "partition-read-owned",
+            what: "same, owned records (next) against raw detach()".into(),
+            kind: Kind::PartitionRead { owned: true },
             count: n(200_000, 5_000),
             size: 320,
             partitions: 1,
@@ -227,8 +247,8 @@ async fn run_pass(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> 
         (Kind::PartitionProduce { .. } | Kind::KeyedProduce, Side::Raw) => raw_produce(&ctx, case).await,
         (Kind::PartitionProduce { blocking }, Side::Twitch) => twitch_partition_produce(&ctx, case, blocking).await,
         (Kind::KeyedProduce, Side::Twitch) => twitch_keyed_produce(&ctx, case).await,
-        (Kind::GroupRead, _) => group_read(&ctx, case, side).await,
-        (Kind::PartitionRead, _) => partition_read(&ctx, case, side).await,
+        (Kind::GroupRead { owned }, _) => group_read(&ctx, case, side, owned).await,
+        (Kind::PartitionRead { owned }, _) => partition_read(&ctx, case, side, owned).await,
         (Kind::Typed(format), Side::Raw) => raw_typed(&ctx, case, format).await,
         (Kind::Typed(format), Side::Twitch) => twitch_typed(&ctx, case, format).await,
         (Kind::Latency { rate, fetch_wait_ms }, Side::Raw) => raw_latency(&ctx, case, rate, fetch_wait_ms).await,
@@ -393,14 +413,14 @@ struct ReadOutcome {
     span: Span,
 }
 
-async fn group_read(ctx: &Ctx, case: &Case, side: Side) -> Result<Sample> {
+async fn group_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Result<Sample> {
     prefill(ctx, case).await?;
     let group = format!("{}-group", ctx.topic);
     let out = match side {
         Side::Raw => {
             let consumer = raw::group_consumer(&ctx.brokers, &group, &ctx.topic, &ctx.tuning.consumer)?;
             let mut committer = raw::Committer::new(&ctx.topic, case.partitions as usize);
-            let out = raw_read(ctx, &consumer, case.count, |m| {
+            let out = raw_read(ctx, &consumer, case.count, owned, |m| {
                 committer.processed(m.partition(), m.offset());
                 committer.maybe_commit(&consumer)
             })
@@ -411,17 +431,23 @@ async fn group_read(ctx: &Ctx, case: &Case, side: Side) -> Result<Sample> {
         }
         Side::Twitch => {
             let mut reader = ctx.reader_cluster()?.group_reader(&group).topic(&ctx.topic).build()?;
-            let first = next_within(reader.next()).await?;
-            let meter = ctx.meter();
-            let (record, ack) = first?;
-            let mut bytes = record.payload().len() as u64;
-            ack.ack();
-            for _ in 1..case.count {
-                let (record, ack) = next_within(reader.next()).await??;
-                bytes += record.payload().len() as u64;
+            let mut bytes = 0;
+            let mut meter = None;
+            for _ in 0..case.count {
+                let ack = if owned {
+                    let (record, ack) = next_within(reader.next()).await??;
+                    bytes += std::hint::black_box(record).payload().len() as u64;
+                    ack
+                } else {
+                    let (record, ack) = next_within(reader.next_ref()).await??;
+                    bytes += record.payload().len() as u64;
+                    ack
+                };
                 ack.ack();
+                // The clock starts at the first record, as on the raw side.
+                meter.get_or_insert_with(|| ctx.meter());
             }
-            let span = meter.stop();
+            let span = meter.map(|m| m.stop()).unwrap_or_default();
             reader.shutdown().await?;
             ReadOutcome { records: case.count, bytes, span }
         }
@@ -429,46 +455,53 @@ async fn group_read(ctx: &Ctx, case: &Case, side: Side) -> Result<Sample> {
     Ok(Sample { records: out.records, bytes: out.bytes, span: out.span, latency: None })
 }
 
-async fn partition_read(ctx: &Ctx, case: &Case, side: Side) -> Result<Sample> {
+async fn partition_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Result<Sample> {
     prefill(ctx, case).await?;
     let out = match side {
         Side::Raw => {
             let consumer = raw::partition_consumer(&ctx.brokers, &ctx.topic, &[0], &ctx.tuning.consumer)?;
-            raw_read(ctx, &consumer, case.count, |_| Ok(())).await?
+            raw_read(ctx, &consumer, case.count, owned, |_| Ok(())).await?
         }
         Side::Twitch => {
             let mut reader = ctx.reader_cluster()?.partition_reader().partition(TopicPartition::new(ctx.topic.as_str(), 0)).build()?;
-            let first = next_within(reader.next()).await??;
-            let meter = ctx.meter();
-            let mut bytes = first.payload().len() as u64;
-            for _ in 1..case.count {
-                let record = next_within(reader.next()).await??;
-                bytes += record.payload().len() as u64;
+            let mut bytes = 0;
+            let mut meter = None;
+            for _ in 0..case.count {
+                bytes += if owned {
+                    std::hint::black_box(next_within(reader.next()).await??).payload().len() as u64
+                } else {
+                    next_within(reader.next_ref()).await??.payload().len() as u64
+                };
+                meter.get_or_insert_with(|| ctx.meter());
             }
-            ReadOutcome { records: case.count, bytes, span: meter.stop() }
+            ReadOutcome { records: case.count, bytes, span: meter.map(|m| m.stop()).unwrap_or_default() }
         }
     };
     Ok(Sample { records: out.records, bytes: out.bytes, span: out.span, latency: None })
 }
 
-/// Reads `count` messages; the clock starts at the first one.
+/// Reads `count` messages, each detached into an owned copy if `owned`;
+/// the clock starts at the first one.
 async fn raw_read(
     ctx: &Ctx,
     consumer: &StreamConsumer,
     count: u64,
+    owned: bool,
     mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
 ) -> Result<ReadOutcome> {
-    let first = raw::recv(consumer, IDLE).await?;
-    let meter = ctx.meter();
-    let mut bytes = first.payload_len() as u64;
-    each(&first)?;
-    drop(first);
-    for i in 1..count {
+    let mut bytes = 0;
+    let mut meter = None;
+    for i in 0..count {
         let msg = raw::recv(consumer, IDLE).await.with_context(|| format!("after {i} of {count} records"))?;
-        bytes += msg.payload().map_or(0, <[u8]>::len) as u64;
+        bytes += if owned {
+            std::hint::black_box(msg.detach()).payload().map_or(0, <[u8]>::len) as u64
+        } else {
+            msg.payload().map_or(0, <[u8]>::len) as u64
+        };
         each(&msg)?;
+        meter.get_or_insert_with(|| ctx.meter());
     }
-    Ok(ReadOutcome { records: count, bytes, span: meter.stop() })
+    Ok(ReadOutcome { records: count, bytes, span: meter.map(|m| m.stop()).unwrap_or_default() })
 }
 
 /// A reader's next item, or an error after [`IDLE`] or at the stream's end.
@@ -582,6 +615,8 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> 
     writer.flush_async().await?;
     let produce = meter.stop();
 
+    // Decoded values do not keep their payload: count the bytes up front.
+    let bytes = values.iter().map(|v| format.encode(v).map(|b| b.len() as u64)).sum::<Result<u64, _>>()?;
     let mut reader = ctx.reader_cluster()?.partition_reader().partition(tp).format(format).build()?;
     let mut typed = reader.typed::<Reading>();
     let warm = next_within(typed.next()).await??;
@@ -589,10 +624,8 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> 
         bail!("the first record is not the warm-up record");
     }
     let meter = ctx.meter();
-    let mut bytes = 0;
     for want in 0..case.count {
         let decoded = next_within(typed.next()).await??;
-        bytes += decoded.record.payload().len() as u64;
         if decoded.value.seq != want {
             bail!("record {want} came back as {}", decoded.value.seq);
         }

@@ -94,13 +94,23 @@ impl Format {
 
     /// The format a record declares in its [`FORMAT_HEADER`], if any.
     pub fn of_record(record: &Record) -> Result<Option<Format>, CodecError> {
-        match record.header(FORMAT_HEADER) {
+        Format::of_header(record.header(FORMAT_HEADER))
+    }
+
+    /// The format named by a [`FORMAT_HEADER`] value (`None`: no header).
+    /// Allocates only to report an unknown name.
+    pub fn of_header(value: Option<&[u8]>) -> Result<Option<Format>, CodecError> {
+        match value {
             None => Ok(None),
-            Some(name) => std::str::from_utf8(name)
-                .map_err(|_| CodecError::UnknownFormat(String::from_utf8_lossy(name).into_owned()))?
-                .parse()
-                .map(Some),
+            Some(name) => Format::from_name(name)
+                .map(Some)
+                .ok_or_else(|| CodecError::UnknownFormat(String::from_utf8_lossy(name).into_owned())),
         }
+    }
+
+    /// The format with this name, ignoring ASCII case.
+    fn from_name(name: &[u8]) -> Option<Format> {
+        [Format::Json, Format::Bincode].into_iter().find(|f| f.name().as_bytes().eq_ignore_ascii_case(name))
     }
 
     /// Encodes `value` as a new record that names this format in its headers.
@@ -131,11 +141,7 @@ impl FromStr for Format {
     type Err = CodecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "json" => Ok(Format::Json),
-            "bincode" => Ok(Format::Bincode),
-            _ => Err(CodecError::UnknownFormat(s.to_owned())),
-        }
+        Format::from_name(s.as_bytes()).ok_or_else(|| CodecError::UnknownFormat(s.to_owned()))
     }
 }
 

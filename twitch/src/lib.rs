@@ -15,6 +15,6 @@ pub mod writer;
 pub use codec::Format;
 pub use error::{DeliveryFailure, Error, Result};
 pub use reader::{Ack, Decoded, GroupReader, PartitionReader, StartAt};
-pub use record::{ConsumedRecord, Header, Offset, Record, TopicPartition};
+pub use record::{ConsumedRecord, Header, Offset, Record, RecordMeta, RecordRef, TopicPartition};
 pub use warden::{KafkaCluster, TopicConfiguration};
 pub use writer::{KeyedWriter, PartitionWriter};

@@ -1,8 +1,12 @@
 //! Records, as written and as read back.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers as _, Message, OwnedHeaders};
+use serde::de::DeserializeOwned;
+
+use crate::codec::{CodecError, Format, FORMAT_HEADER};
 
 /// Kafka offset of a record within its partition.
 pub type Offset = i64;
@@ -160,11 +164,12 @@ pub(crate) fn rd_headers(headers: &[Header], extra: Option<(&str, &str)>) -> Opt
     Some(out)
 }
 
-/// A record read from Kafka, with where it came from.
+/// A record read from Kafka, with where it came from: an owned copy, for
+/// streams and for keeping. [`RecordRef`] reads the same without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
-    /// Topic it was read from.
-    pub topic: String,
+    /// Topic it was read from (shared by every record of the partition).
+    pub topic: Arc<str>,
     /// Partition it was read from.
     pub partition: i32,
     /// Its offset in that partition.
@@ -176,7 +181,7 @@ pub struct ConsumedRecord {
 impl ConsumedRecord {
     /// The partition this record was read from.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.clone(), self.partition)
+        TopicPartition::new(&*self.topic, self.partition)
     }
 
     /// The payload bytes.
@@ -188,14 +193,147 @@ impl ConsumedRecord {
     pub fn key(&self) -> Option<&[u8]> {
         self.record.key.as_deref()
     }
+}
 
-    pub(crate) fn from_borrowed(msg: &BorrowedMessage<'_>) -> Self {
+/// A record as librdkafka holds it, read in place: no copy of key, payload or
+/// headers. Readers hand one out from `next_ref`; it borrows the reader, so
+/// the next one comes once this one is dropped. [`RecordRef::detach`] makes
+/// an owned [`ConsumedRecord`] when the record must outlive that.
+pub struct RecordRef<'a> {
+    msg: BorrowedMessage<'a>,
+    topic: Arc<str>,
+}
+
+impl<'a> RecordRef<'a> {
+    pub(crate) fn new(msg: BorrowedMessage<'a>, topic: Arc<str>) -> Self {
+        RecordRef { msg, topic }
+    }
+
+    /// Topic it was read from.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Partition it was read from.
+    pub fn partition(&self) -> i32 {
+        self.msg.partition()
+    }
+
+    /// Its offset in that partition.
+    pub fn offset(&self) -> Offset {
+        self.msg.offset()
+    }
+
+    /// The key bytes, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.msg.key()
+    }
+
+    /// The payload bytes (empty for a null payload).
+    pub fn payload(&self) -> &[u8] {
+        self.msg.payload().unwrap_or_default()
+    }
+
+    /// Creation or log-append time in milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.msg.timestamp().to_millis()
+    }
+
+    /// The value of the last header named `key`, if any.
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        let headers = self.msg.headers()?;
+        headers.iter().filter(|h| h.key == key).last().and_then(|h| h.value)
+    }
+
+    /// The format the record names in its [`FORMAT_HEADER`], if any.
+    pub fn format(&self) -> Result<Option<Format>, CodecError> {
+        Format::of_header(self.header(FORMAT_HEADER))
+    }
+
+    /// Decodes the payload in place with the format the record names, or
+    /// `default` when it names none.
+    pub fn decode<T: DeserializeOwned>(&self, default: Format) -> Result<T, CodecError> {
+        self.format()?.unwrap_or(default).decode(self.payload())
+    }
+
+    /// An owned copy.
+    pub fn detach(&self) -> ConsumedRecord {
         ConsumedRecord {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            record: Record::from_message(msg),
+            topic: Arc::clone(&self.topic),
+            partition: self.partition(),
+            offset: self.offset(),
+            record: Record::from_message(&self.msg),
         }
+    }
+
+    /// Where the record came from, without its payload, for a value decoded
+    /// with `format`. The format header is left out: `format` says it.
+    pub(crate) fn meta(&self, format: Format) -> RecordMeta {
+        let headers = self
+            .msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .filter(|h| h.key != FORMAT_HEADER)
+                    .map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RecordMeta {
+            topic: Arc::clone(&self.topic),
+            partition: self.partition(),
+            offset: self.offset(),
+            key: self.key().map(<[u8]>::to_vec),
+            timestamp: self.timestamp(),
+            headers,
+            format,
+        }
+    }
+}
+
+impl fmt::Debug for RecordRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordRef")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition())
+            .field("offset", &self.offset())
+            .field("payload_len", &self.payload().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a decoded value came from: everything about its record but the
+/// payload, which the value replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Topic it was read from.
+    pub topic: Arc<str>,
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: Offset,
+    /// Key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Timestamp in milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    /// Headers, in order, without twitch's [`FORMAT_HEADER`].
+    pub headers: Vec<Header>,
+    /// The format the payload was decoded with.
+    pub format: Format,
+}
+
+impl RecordMeta {
+    /// The metadata of an owned record, its payload dropped.
+    pub(crate) fn of_record(consumed: ConsumedRecord, format: Format) -> Self {
+        let ConsumedRecord { topic, partition, offset, record } = consumed;
+        let mut headers = record.headers;
+        headers.retain(|h| h.key != FORMAT_HEADER);
+        RecordMeta { topic, partition, offset, key: record.key, timestamp: record.timestamp, headers, format }
+    }
+
+    /// The partition this record was read from.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(&*self.topic, self.partition)
     }
 }
 

@@ -57,8 +57,10 @@ struct DeliveryTracker {
     delivered: AtomicU64,
     last_offset: AtomicI64,
     failures: Mutex<Vec<DeliveryFailure>>,
-    /// Tasks or threads waiting for room in the queue or for a flush.
+    /// Tasks waiting for room in the queue or for a flush.
     waiters: AtomicUsize,
+    /// Threads in the synchronous `flush`.
+    blocking_waiters: AtomicUsize,
     /// Wakes async waiters.
     notify: Notify,
     /// Wakes blocking waiters (the synchronous `flush`).
@@ -71,7 +73,7 @@ impl DeliveryTracker {
     /// here rather than asked of librdkafka, which still counts a record
     /// while its report is being handled.
     fn all_reported(&self) -> bool {
-        self.reported.load(Ordering::Acquire) >= self.queued.load(Ordering::Acquire)
+        self.reported.load(Ordering::SeqCst) >= self.queued.load(Ordering::SeqCst)
     }
 }
 
@@ -106,9 +108,13 @@ impl ProducerContext for DeliveryTracker {
                 self.failures.lock().unwrap_or_else(PoisonError::into_inner).push(failure);
             }
         }
-        self.reported.fetch_add(1, Ordering::AcqRel);
+        self.reported.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::Acquire) > 0 {
             self.notify.notify_waiters();
+        }
+        // The lock only for a thread in the synchronous `flush`, not for
+        // tasks waiting for queue room.
+        if self.blocking_waiters.load(Ordering::SeqCst) > 0 {
             let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.reports.notify_all();
         }
@@ -281,7 +287,7 @@ impl WriterCore {
     fn flush_blocking(&self) -> Result<Option<Offset>> {
         let deadline = Instant::now() + self.flush_timeout;
         let tracker = self.tracker();
-        tracker.waiters.fetch_add(1, Ordering::AcqRel);
+        tracker.blocking_waiters.fetch_add(1, Ordering::SeqCst);
         let timed_out = block_here(|| {
             self.send_lingering();
             let mut guard = tracker.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -301,7 +307,7 @@ impl WriterCore {
                     .0;
             }
         });
-        tracker.waiters.fetch_sub(1, Ordering::AcqRel);
+        tracker.blocking_waiters.fetch_sub(1, Ordering::AcqRel);
         let flushed = if timed_out { Err(KafkaError::Flush(RDKafkaErrorCode::RequestTimedOut)) } else { Ok(()) };
         self.flush_outcome(flushed)
     }

@@ -113,10 +113,14 @@ async fn out_of_order_acks_never_commit_an_unprocessed_record() {
 
     let mut reader = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_millis(100)).build().unwrap();
     let mut acks = Vec::new();
-    for _ in 0..50 {
-        let (_, ack) = timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap();
+    for i in 0..50 {
+        // Read in place; the acks outlive their records.
+        let (record, ack) = timeout(Duration::from_secs(20), reader.next_ref()).await.unwrap().unwrap().unwrap();
+        assert_eq!((record.offset(), ack.offset(), value(record.payload())), (i, i, u32::try_from(i).unwrap()));
+        assert_eq!((ack.topic(), ack.partition()), (topic.as_str(), 0));
         acks.push(ack);
     }
+    assert_eq!(reader.pending(), 50);
     // Ack in reverse order, holding back offset 20.
     let held = acks.remove(20);
     assert_eq!(held.offset(), 20);

@@ -100,3 +100,65 @@ async fn a_reader_needs_partitions_and_valid_topics() {
     let bad = cluster.partition_reader().partition(TopicPartition::new("no spaces", 0)).build();
     assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn next_ref_reads_in_place_what_next_copies() {
+    let cluster = cluster();
+    let topic = topic(&cluster, "reader-ref", 1).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let mut w = cluster.get_writer_for_partition(tp.clone()).unwrap();
+    for i in 0..20u8 {
+        let record = Record::new(vec![i; usize::from(i)]).with_key(format!("k{i}")).with_header("n", [i]).with_timestamp(1_000 + i64::from(i));
+        w.produce(record).await.unwrap();
+    }
+    w.flush_async().await.unwrap();
+
+    let mut copies = cluster.partition_reader().partition(tp.clone()).stop_at_end(true).build().unwrap();
+    let owned: Vec<_> = copies.stream().map(|r| r.unwrap()).collect().await;
+    let mut reader = cluster.partition_reader().partition(tp.clone()).stop_at_end(true).build().unwrap();
+    let mut seen = 0;
+    while let Some(record) = reader.next_ref().await {
+        let record = record.unwrap();
+        let i = u8::try_from(record.offset()).unwrap();
+        assert_eq!((record.topic(), record.partition()), (topic.as_str(), 0));
+        assert_eq!(record.payload(), &vec![i; usize::from(i)][..]);
+        assert_eq!(record.key(), Some(format!("k{i}").as_bytes()));
+        assert_eq!(record.header("n"), Some(&[i][..]));
+        assert_eq!(record.timestamp(), Some(1_000 + i64::from(i)));
+        assert_eq!(record.format().unwrap(), None);
+        assert_eq!(record.detach(), owned[usize::from(i)], "detach gives what next() gives");
+        seen += 1;
+    }
+    assert_eq!(seen, 20);
+    assert_eq!(reader.position(&tp), Some(20));
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Reading {
+    sensor: String,
+    celsius: f64,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_values_carry_their_origin_but_not_the_format_header() {
+    let cluster = cluster();
+    let topic = topic(&cluster, "reader-meta", 1).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let mut json = cluster.get_writer_for_partition(tp.clone()).unwrap().with_format(Format::Json);
+    json.send(&Reading { sensor: "a".into(), celsius: 1.5 }).await.unwrap();
+    json.produce(Record::new(br#"{"sensor":"b","celsius":2.5}"#.to_vec()).with_key("kb").with_header("site", "lab")).await.unwrap();
+    json.flush_async().await.unwrap();
+
+    // The first record names JSON in its header; the second names nothing
+    // and is read with the reader's default format.
+    let mut reader = cluster.partition_reader().partition(tp).format(Format::Json).stop_at_end(true).build().unwrap();
+    let decoded: Vec<_> = reader.typed::<Reading>().map(|r| r.unwrap()).collect().await;
+    assert_eq!(decoded.len(), 2);
+    assert_eq!(decoded[0].value, Reading { sensor: "a".into(), celsius: 1.5 });
+    assert_eq!((decoded[0].record.offset, decoded[0].record.format), (0, Format::Json));
+    assert!(decoded[0].record.headers.is_empty(), "the format header is not repeated: {:?}", decoded[0].record.headers);
+    assert_eq!(decoded[1].value.sensor, "b");
+    assert_eq!(decoded[1].record.key.as_deref(), Some(&b"kb"[..]));
+    assert_eq!(decoded[1].record.headers.len(), 1);
+    assert_eq!(&*decoded[1].record.topic, topic.as_str());
+}

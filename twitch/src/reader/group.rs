@@ -9,23 +9,25 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-use super::{Decoded, StartAt, CONSUMER_DEFAULTS};
+use super::{decode_ref, Decoded, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::reader::offsets::OffsetTracker;
-use crate::record::{ConsumedRecord, TopicPartition};
+use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
 use crate::warden::validate_topic_name;
 use crate::writer::KeyedWriter;
@@ -64,7 +66,8 @@ impl Shared {
 /// record uncommitted, so it is read again after a restart or rebalance.
 #[must_use = "a record is committed only once its Ack is acked"]
 pub struct Ack {
-    tp: TopicPartition,
+    topic: Arc<str>,
+    partition: i32,
     offset: i64,
     generation: u64,
     shared: Arc<Shared>,
@@ -74,17 +77,27 @@ impl Ack {
     /// The record is processed: its offset may now be committed (once every
     /// earlier record of its partition is processed too).
     pub fn ack(self) {
-        let counted = self.shared.tracker().processed(&self.tp, self.offset, self.generation);
+        let counted = self.shared.tracker().processed(self.generation, self.offset);
         if !counted {
-            debug!(tp = %self.tp, offset = self.offset, "ack for a partition no longer assigned; ignored");
+            debug!(topic = %self.topic, partition = self.partition, offset = self.offset, "ack for a partition no longer assigned; ignored");
         }
         // Lock-free when nobody waits; a paused reader finds the permit.
         self.shared.acked.notify_one();
     }
 
+    /// Topic of the record.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Partition of the record.
-    pub fn topic_partition(&self) -> &TopicPartition {
-        &self.tp
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Topic and partition of the record.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(&*self.topic, self.partition)
     }
 
     /// Offset of the record.
@@ -95,7 +108,7 @@ impl Ack {
 
 impl std::fmt::Debug for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Ack({}@{})", self.tp, self.offset)
+        write!(f, "Ack({}/{}@{})", self.topic, self.partition, self.offset)
     }
 }
 
@@ -380,12 +393,15 @@ impl GroupReaderBuilder {
             events: Some(rx),
             group_id: self.group_id,
             format: self.format,
-            commit_interval: self.commit_interval,
-            last_commit: Instant::now(),
-            max_pending: self.max_pending_per_partition,
-            paused: HashSet::new(),
+            flow: Flow {
+                commit_interval: self.commit_interval,
+                last_commit: Instant::now(),
+                max_pending: self.max_pending_per_partition,
+                full: false,
+                paused: HashSet::new(),
+                transient: TransientLog::default(),
+            },
             dead_letter,
-            transient: TransientLog::default(),
         })
     }
 }
@@ -419,11 +435,19 @@ pub struct GroupReader {
     events: Option<mpsc::UnboundedReceiver<GroupEvent>>,
     group_id: String,
     format: Format,
+    flow: Flow,
+    dead_letter: Option<DeadLetter>,
+}
+
+/// Commit timing and backpressure: what the reading loop updates while the
+/// record it hands out still borrows the consumer.
+struct Flow {
     commit_interval: Duration,
     last_commit: Instant,
     max_pending: usize,
+    /// A partition reached `max_pending` unprocessed records.
+    full: bool,
     paused: HashSet<TopicPartition>,
-    dead_letter: Option<DeadLetter>,
     transient: TransientLog,
 }
 
@@ -437,54 +461,92 @@ impl std::fmt::Debug for GroupReader {
     }
 }
 
+/// The consumer; only `shutdown` (which consumes the reader) and drop take it.
+fn present(consumer: &Option<StreamConsumer<GroupContext>>) -> &StreamConsumer<GroupContext> {
+    consumer.as_ref().unwrap_or_else(|| unreachable!("consumer present until shutdown"))
+}
+
 impl GroupReader {
     fn consumer(&self) -> &StreamConsumer<GroupContext> {
-        // Only `shutdown` (which consumes self) and drop take it.
-        self.consumer.as_ref().unwrap_or_else(|| unreachable!("consumer present until shutdown"))
+        present(&self.consumer)
     }
 
-    /// The next record and its [`Ack`].
-    pub async fn next(&mut self) -> Option<Result<(ConsumedRecord, Ack)>> {
+    /// The next record, read in place (no copy), and its [`Ack`]. The record
+    /// borrows the reader; the ack does not, and may be acked any time later.
+    ///
+    /// ```no_run
+    /// # async fn demo(reader: &mut twitch::GroupReader) -> twitch::Result<()> {
+    /// while let Some(item) = reader.next_ref().await {
+    ///     let (record, ack) = item?;
+    ///     println!("{}@{}: {} bytes", record.partition(), record.offset(), record.payload().len());
+    ///     ack.ack();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
+        let consumer = present(&self.consumer);
+        let shared = &self.shared;
+        let flow = &mut self.flow;
         loop {
-            self.commit_if_due();
-            if let Err(e) = self.apply_backpressure() {
+            flow.commit_if_due(consumer, shared);
+            if let Err(e) = flow.apply_backpressure(consumer, shared) {
                 return Some(Err(e));
             }
-            // Wake up to commit acks that come in while no record does, and,
-            // while partitions are paused, to resume as soon as acks come in.
-            let commit_at = tokio::time::Instant::from_std(self.last_commit + self.commit_interval);
-            let paused = !self.paused.is_empty();
-            let acked = self.shared.acked.notified();
-            let msg = tokio::select! {
-                m = self.consumer().recv() => m,
-                _ = acked, if paused => continue,
-                _ = tokio::time::sleep_until(commit_at), if self.shared.commits => continue,
+            let msg = {
+                let mut recv = std::pin::pin!(consumer.recv());
+                // A record is usually waiting: take it without arming timers.
+                match futures::poll!(recv.as_mut()) {
+                    Poll::Ready(msg) => msg,
+                    // Wake up to commit acks that come in while no record
+                    // does, and, while partitions are paused, to resume as
+                    // soon as acks come in.
+                    Poll::Pending => {
+                        let commit_at = tokio::time::Instant::from_std(flow.last_commit + flow.commit_interval);
+                        let paused = !flow.paused.is_empty();
+                        tokio::select! {
+                            msg = recv => msg,
+                            _ = shared.acked.notified(), if paused => continue,
+                            _ = tokio::time::sleep_until(commit_at), if shared.commits => continue,
+                        }
+                    }
+                }
             };
             match msg {
                 Ok(msg) => {
-                    let record = ConsumedRecord::from_borrowed(&msg);
-                    drop(msg);
-                    let tp = record.topic_partition();
-                    let Some(generation) = self.shared.tracker().handed_out(&tp, record.offset) else {
-                        debug!(%tp, offset = record.offset, "record of a partition not (yet) tracked; skipped, it will be read again");
+                    let (partition, offset) = (msg.partition(), msg.offset());
+                    let Some(handed) = shared.tracker().handed_out(msg.topic(), partition, offset) else {
+                        debug!(topic = msg.topic(), partition, offset, "record of a partition not (yet) tracked; skipped, it will be read again");
                         continue;
                     };
-                    let ack = Ack { tp, offset: record.offset, generation, shared: Arc::clone(&self.shared) };
-                    return Some(Ok((record, ack)));
+                    flow.full |= handed.unprocessed >= flow.max_pending;
+                    let ack = Ack {
+                        topic: Arc::clone(&handed.topic),
+                        partition,
+                        offset,
+                        generation: handed.generation,
+                        shared: Arc::clone(shared),
+                    };
+                    return Some(Ok((RecordRef::new(msg, handed.topic), ack)));
                 }
-                Err(source) if is_transient(&source) => self.transient.report(&source),
+                Err(source) if is_transient(&source) => flow.transient.report(&source),
                 Err(source) => return Some(Err(Error::Consume { source })),
             }
         }
     }
 
-    /// Records and their acks as a stream.
+    /// The next record, as an owned copy, and its [`Ack`].
+    pub async fn next(&mut self) -> Option<Result<(ConsumedRecord, Ack)>> {
+        Some(self.next_ref().await?.map(|(record, ack)| (record.detach(), ack)))
+    }
+
+    /// Records (owned copies) and their acks as a stream.
     pub fn stream(&mut self) -> BoxStream<'_, Result<(ConsumedRecord, Ack)>> {
         futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) }).boxed()
     }
 
-    /// The next record decoded as `T`, with its [`Ack`]. Undecodable records
-    /// are handled by the reader's [`OnDecodeError`] policy.
+    /// The next record decoded as `T`, in place (the payload is never
+    /// copied), with its [`Ack`]. Undecodable records are handled by the
+    /// reader's [`OnDecodeError`] policy.
     ///
     /// Cancel-safe: a record being parked in the dead-letter topic when the
     /// future is dropped stays parked and is written (again) by the next
@@ -495,19 +557,21 @@ impl GroupReader {
             if let Err(e) = self.write_parked().await {
                 return Some(Err(e));
             }
-            let (record, ack) = match self.next().await? {
-                Ok(pair) => pair,
-                Err(e) => return Some(Err(e)),
+            let (format, parks) = (self.format, self.dead_letter.is_some());
+            let (record, source, ack) = {
+                let (record, ack) = match self.next_ref().await? {
+                    Ok(pair) => pair,
+                    Err(e) => return Some(Err(e)),
+                };
+                match decode_ref::<T>(format, &record) {
+                    Ok(decoded) => return Some(Ok((decoded, ack))),
+                    Err(Error::Decode { record, source }) if parks => (record, source, ack),
+                    Err(e) => return Some(Err(e)),
+                }
             };
-            match self.format.decode_record::<T>(&record.record) {
-                Ok(value) => return Some(Ok((Decoded { value, record }, ack))),
-                Err(source) => match self.dead_letter.as_mut() {
-                    None => return Some(Err(Error::Decode { record: Box::new(record), source })),
-                    Some(dl) => {
-                        warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %source, "undecodable record goes to the dead-letter topic");
-                        dl.parked = Some((crate::reader::dead_letter_record(&record, &source), ack));
-                    }
-                },
+            warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %source, "undecodable record goes to the dead-letter topic");
+            if let Some(dl) = self.dead_letter.as_mut() {
+                dl.parked = Some((crate::reader::dead_letter_record(&record, &source), ack));
             }
         }
     }
@@ -532,10 +596,9 @@ impl GroupReader {
     /// Marks a record processed without its [`Ack`], for example to skip an
     /// undecodable record returned in [`Error::Decode`].
     pub fn mark_processed(&self, record: &ConsumedRecord) {
-        let tp = record.topic_partition();
         let mut tracker = self.shared.tracker();
-        if let Some(generation) = tracker.handed_out(&tp, record.offset) {
-            tracker.processed(&tp, record.offset, generation);
+        if let Some(handed) = tracker.handed_out(&record.topic, record.partition, record.offset) {
+            tracker.processed(handed.generation, record.offset);
         }
     }
 
@@ -575,21 +638,6 @@ impl GroupReader {
         &self.group_id
     }
 
-    fn commit_if_due(&mut self) {
-        if !self.shared.commits || self.last_commit.elapsed() < self.commit_interval {
-            return;
-        }
-        self.last_commit = Instant::now();
-        let offsets = self.shared.tracker().committable(None);
-        if offsets.is_empty() {
-            return;
-        }
-        match tpl_of(&offsets).and_then(|tpl| self.consumer().commit(&tpl, CommitMode::Async)) {
-            Ok(()) => debug!(?offsets, "commit sent"),
-            Err(e) => warn!(error = %e, "periodic commit failed; will retry"),
-        }
-    }
-
     /// Commits every processed offset now and waits for the broker.
     pub async fn commit(&mut self) -> Result<()> {
         let offsets = self.shared.tracker().committable(None);
@@ -599,20 +647,52 @@ impl GroupReader {
         let tpl = tpl_of(&offsets).map_err(|source| Error::Commit { source })?;
         block_here(|| self.consumer().commit(&tpl, CommitMode::Sync)).map_err(|source| Error::Commit { source })?;
         self.shared.tracker().committed(&offsets);
-        self.last_commit = Instant::now();
+        self.flow.last_commit = Instant::now();
         Ok(())
     }
 
-    fn apply_backpressure(&mut self) -> Result<()> {
-        // The common case, without allocating: nothing paused, nothing to pause.
-        if self.paused.is_empty() && self.shared.tracker().max_pending() < self.max_pending {
+    /// Commits what was processed and leaves the group at once, so the other
+    /// members take over without waiting for a session timeout.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let committed = self.commit().await;
+        if let Some(consumer) = self.consumer.take() {
+            // Closing sends LeaveGroup and runs the revoke callback; it blocks,
+            // so it runs off the async threads.
+            tokio::task::spawn_blocking(move || drop(consumer)).await.map_err(|e| Error::Task(e.to_string()))?;
+        }
+        info!(group = %self.group_id, "left consumer group");
+        committed
+    }
+}
+
+impl Flow {
+    fn commit_if_due(&mut self, consumer: &StreamConsumer<GroupContext>, shared: &Shared) {
+        if !shared.commits || self.last_commit.elapsed() < self.commit_interval {
+            return;
+        }
+        self.last_commit = Instant::now();
+        let offsets = shared.tracker().committable(None);
+        if offsets.is_empty() {
+            return;
+        }
+        match tpl_of(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Async)) {
+            Ok(()) => debug!(?offsets, "commit sent"),
+            Err(e) => warn!(error = %e, "periodic commit failed; will retry"),
+        }
+    }
+
+    fn apply_backpressure(&mut self, consumer: &StreamConsumer<GroupContext>, shared: &Shared) -> Result<()> {
+        // The common case, without a lock: nothing paused, and no partition
+        // reached the limit since the last look.
+        if self.paused.is_empty() && !self.full {
             return Ok(());
         }
-        let assigned: HashSet<TopicPartition> = self.assignment().into_iter().collect();
+        self.full = false;
+        let assigned: HashSet<TopicPartition> = shared.tracker().assigned().into_iter().collect();
         self.paused.retain(|tp| assigned.contains(tp));
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
         {
-            let tracker = self.shared.tracker();
+            let tracker = shared.tracker();
             for tp in &assigned {
                 let pending = tracker.pending(tp);
                 if !self.paused.contains(tp) && pending >= self.max_pending {
@@ -631,30 +711,17 @@ impl GroupReader {
         };
         if !pause.is_empty() {
             debug!(partitions = ?pause, "pausing: too many unprocessed records");
-            self.consumer().pause(&tpl_for(&pause)).map_err(|source| Error::Subscription { operation: "pause", source })?;
+            consumer.pause(&tpl_for(&pause)).map_err(|source| Error::Subscription { operation: "pause", source })?;
             self.paused.extend(pause);
         }
         if !resume.is_empty() {
             debug!(partitions = ?resume, "resuming");
-            self.consumer().resume(&tpl_for(&resume)).map_err(|source| Error::Subscription { operation: "resume", source })?;
+            consumer.resume(&tpl_for(&resume)).map_err(|source| Error::Subscription { operation: "resume", source })?;
             for tp in &resume {
                 self.paused.remove(tp);
             }
         }
         Ok(())
-    }
-
-    /// Commits what was processed and leaves the group at once, so the other
-    /// members take over without waiting for a session timeout.
-    pub async fn shutdown(mut self) -> Result<()> {
-        let committed = self.commit().await;
-        if let Some(consumer) = self.consumer.take() {
-            // Closing sends LeaveGroup and runs the revoke callback; it blocks,
-            // so it runs off the async threads.
-            tokio::task::spawn_blocking(move || drop(consumer)).await.map_err(|e| Error::Task(e.to_string()))?;
-        }
-        info!(group = %self.group_id, "left consumer group");
-        committed
     }
 }
 

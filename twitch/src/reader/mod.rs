@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecError, Format};
 use crate::error::{Error, Result};
-use crate::record::{ConsumedRecord, Record};
+use crate::record::{ConsumedRecord, Record, RecordMeta, RecordRef};
 
 /// Consumer settings twitch applies unless the user sets them.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -54,20 +54,36 @@ impl StartAt {
     }
 }
 
-/// A decoded value and the record it came from.
+/// A decoded value and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded<T> {
     /// The value.
     pub value: T,
-    /// Where it came from: topic, partition, offset, key, headers, timestamp.
-    pub record: ConsumedRecord,
+    /// Where it came from: topic, partition, offset, key, headers, timestamp
+    /// and format; the payload is not kept (the value stands for it).
+    pub record: RecordMeta,
 }
 
 /// Decodes a consumed record with the format it names, or `default`.
 pub fn decode<T: DeserializeOwned>(default: Format, record: ConsumedRecord) -> Result<Decoded<T>> {
-    match default.decode_record::<T>(&record.record) {
-        Ok(value) => Ok(Decoded { value, record }),
+    let decoded = Format::of_record(&record.record)
+        .map(|named| named.unwrap_or(default))
+        .and_then(|format| Ok((format.decode::<T>(&record.record.payload)?, format)));
+    match decoded {
+        Ok((value, format)) => Ok(Decoded { value, record: RecordMeta::of_record(record, format) }),
         Err(source) => Err(Error::Decode { record: Box::new(record), source }),
+    }
+}
+
+/// Decodes a record in place; on failure, the error carries an owned copy.
+pub(crate) fn decode_ref<T: DeserializeOwned>(default: Format, record: &RecordRef<'_>) -> Result<Decoded<T>> {
+    let decoded = record
+        .format()
+        .map(|named| named.unwrap_or(default))
+        .and_then(|format| Ok((format.decode::<T>(record.payload())?, format)));
+    match decoded {
+        Ok((value, format)) => Ok(Decoded { value, record: record.meta(format) }),
+        Err(source) => Err(Error::Decode { record: Box::new(record.detach()), source }),
     }
 }
 

@@ -1,20 +1,21 @@
 //! Reading chosen partitions, without a consumer group.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::stream::{BoxStream, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
-use super::{decode, Decoded, StartAt, CONSUMER_DEFAULTS};
+use super::{decode_ref, Decoded, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
-use crate::record::{ConsumedRecord, TopicPartition};
+use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::warden::validate_topic_name;
 
 /// Logs librdkafka's errors, except the end-of-partition events that
@@ -100,12 +101,14 @@ impl PartitionReaderBuilder {
             return Err(Error::config("a partition reader needs at least one partition"));
         }
         let mut tpl = TopicPartitionList::new();
-        let mut pending = HashMap::new();
+        let mut assigned: Vec<Assigned> = Vec::with_capacity(self.partitions.len());
         for (tp, start) in &self.partitions {
             validate_topic_name(&tp.topic)?;
             tpl.add_partition_offset(&tp.topic, tp.partition, start.unwrap_or(self.start).to_rd())
                 .map_err(|source| Error::Subscription { operation: "assign", source })?;
-            pending.insert(tp.clone(), -1);
+            // Records share their partition's topic name instead of copying it.
+            let topic = assigned.iter().find(|a| *a.topic == *tp.topic).map_or_else(|| Arc::from(tp.topic.as_str()), |a| Arc::clone(&a.topic));
+            assigned.push(Assigned { topic, partition: tp.partition, next: -1, done: false });
         }
         let eof = if self.stop_at_end { "true" } else { "false" };
         let mut config = self.settings.client_config(CONSUMER_DEFAULTS);
@@ -124,8 +127,7 @@ impl PartitionReaderBuilder {
             consumer,
             format: self.format,
             stop_at_end: self.stop_at_end,
-            next_offsets: pending,
-            done: Default::default(),
+            assigned,
             transient: TransientLog::default(),
         })
     }
@@ -156,17 +158,25 @@ pub struct PartitionReader {
     consumer: StreamConsumer<ReaderContext>,
     format: Format,
     stop_at_end: bool,
-    /// Next offset to read per partition (-1 before the first record).
-    next_offsets: HashMap<TopicPartition, i64>,
-    /// Partitions that reached their end (with `stop_at_end`).
-    done: std::collections::HashSet<TopicPartition>,
+    assigned: Vec<Assigned>,
     transient: TransientLog,
+}
+
+/// One assigned partition: a handful per reader, so a scan beats hashing.
+#[derive(Debug)]
+struct Assigned {
+    topic: Arc<str>,
+    partition: i32,
+    /// Next offset to read (-1 before the first record).
+    next: i64,
+    /// Read to its end (with `stop_at_end`).
+    done: bool,
 }
 
 impl std::fmt::Debug for PartitionReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionReader")
-            .field("partitions", &self.next_offsets)
+            .field("partitions", &self.assigned)
             .field("format", &self.format)
             .field("stop_at_end", &self.stop_at_end)
             .finish_non_exhaustive()
@@ -174,27 +184,39 @@ impl std::fmt::Debug for PartitionReader {
 }
 
 impl PartitionReader {
-    /// The next record; `None` once every partition is done (with
-    /// [`stop_at_end`](PartitionReaderBuilder::stop_at_end)).
-    pub async fn next(&mut self) -> Option<Result<ConsumedRecord>> {
+    /// The next record, read in place (no copy); `None` once every partition
+    /// is done (with [`stop_at_end`](PartitionReaderBuilder::stop_at_end)).
+    ///
+    /// ```no_run
+    /// # async fn demo(reader: &mut twitch::PartitionReader) -> twitch::Result<()> {
+    /// let mut bytes = 0;
+    /// while let Some(record) = reader.next_ref().await {
+    ///     bytes += record?.payload().len();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_ref(&mut self) -> Option<Result<RecordRef<'_>>> {
         loop {
-            if self.stop_at_end && self.done.len() == self.next_offsets.len() {
+            if self.stop_at_end && self.assigned.iter().all(|a| a.done) {
                 return None;
             }
             match self.consumer.recv().await {
                 Ok(msg) => {
-                    let record = ConsumedRecord::from_borrowed(&msg);
-                    if let Some(next) = self.next_offsets.get_mut(&record.topic_partition()) {
-                        *next = record.offset + 1;
-                    }
-                    return Some(Ok(record));
+                    let (partition, topic) = (msg.partition(), msg.topic());
+                    let Some(slot) = self.assigned.iter_mut().find(|a| a.partition == partition && *a.topic == *topic) else {
+                        // Not one of ours; librdkafka assigns exactly what we asked.
+                        debug!(topic, partition, "record of an unassigned partition; skipped");
+                        continue;
+                    };
+                    slot.next = msg.offset() + 1;
+                    return Some(Ok(RecordRef::new(msg, Arc::clone(&slot.topic))));
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
                     // The error names only the partition number; every
                     // assigned partition with that number is caught up.
-                    for tp in self.next_offsets.keys().filter(|tp| tp.partition == partition) {
-                        debug!(%tp, "partition read to its end");
-                        self.done.insert(tp.clone());
+                    for a in self.assigned.iter_mut().filter(|a| a.partition == partition && !a.done) {
+                        debug!(topic = %a.topic, partition, "partition read to its end");
+                        a.done = true;
                     }
                 }
                 Err(source) if is_transient(&source) => self.transient.report(&source),
@@ -203,7 +225,18 @@ impl PartitionReader {
         }
     }
 
-    /// The records as a stream.
+    /// The next record, as an owned copy.
+    pub async fn next(&mut self) -> Option<Result<ConsumedRecord>> {
+        Some(self.next_ref().await?.map(|r| r.detach()))
+    }
+
+    /// The next record decoded as `T`, in place: the payload is never copied.
+    pub async fn next_typed<T: DeserializeOwned>(&mut self) -> Option<Result<Decoded<T>>> {
+        let format = self.format;
+        Some(self.next_ref().await?.and_then(|r| decode_ref(format, &r)))
+    }
+
+    /// The records as a stream of owned copies.
     pub fn stream(&mut self) -> BoxStream<'_, Result<ConsumedRecord>> {
         futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) }).boxed()
     }
@@ -211,12 +244,15 @@ impl PartitionReader {
     /// The records decoded as `T`; a record that does not decode is an
     /// [`Error::Decode`] item carrying it, and the stream goes on.
     pub fn typed<T: DeserializeOwned + Send>(&mut self) -> BoxStream<'_, Result<Decoded<T>>> {
-        let format = self.format;
-        self.stream().map(move |r| r.and_then(|rec| decode(format, rec))).boxed()
+        futures::stream::unfold(self, |reader| async move { reader.next_typed().await.map(|r| (r, reader)) }).boxed()
     }
 
     /// Offset of the next record to be read in `tp`, once one was read.
     pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
-        self.next_offsets.get(tp).copied().filter(|o| *o >= 0)
+        self.assigned
+            .iter()
+            .find(|a| a.partition == tp.partition && *a.topic == *tp.topic)
+            .map(|a| a.next)
+            .filter(|o| *o >= 0)
     }
 }
