@@ -36,11 +36,14 @@ impl Side {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Partition writer, `produce` each, then `flush`; `blocking` uses
-    /// twitch's blocking `flush()` (as the seed code does), else
-    /// `flush_async()`.
-    PartitionProduce { blocking: bool },
-    /// Keyed writer over the topic's partitions.
+    /// Partition writer, then `flush`; `blocking` uses twitch's blocking
+    /// `flush()` (as the seed code does), else `flush_async()`. `fresh`: as
+    /// in the seed, every record is a new `Vec` (twitch: `produce(Record)`;
+    /// raw: a new `Vec` sent by reference); else both sides send one reused
+    /// buffer (twitch: `produce_ref`).
+    PartitionProduce { blocking: bool, fresh: bool },
+    /// Keyed writer over the topic's partitions, reused buffers
+    /// (`produce_ref`).
     KeyedProduce,
     /// Group reader consuming pre-written records. `owned`: twitch's owned
     /// records (`next`) against raw's `detach()`; else both read in place
@@ -90,8 +93,8 @@ pub fn all(quick: bool) -> Vec<Case> {
     vec![
         Case {
             name: "seed",
-            what: "partition writer, produce each + blocking flush() (the seed code)".into(),
-            kind: Kind::PartitionProduce { blocking: true },
+            what: "partition writer, produce(Record::new(vec)) each + blocking flush() (the seed code)".into(),
+            kind: Kind::PartitionProduce { blocking: true, fresh: true },
             count: n(30_000, 2_000),
             size: 320,
             partitions: 1,
@@ -100,7 +103,7 @@ pub fn all(quick: bool) -> Vec<Case> {
         Case {
             name: "seed-async",
             what: "same, but flush_async()".into(),
-            kind: Kind::PartitionProduce { blocking: false },
+            kind: Kind::PartitionProduce { blocking: false, fresh: true },
             count: n(30_000, 2_000),
             size: 320,
             partitions: 1,
@@ -108,7 +111,7 @@ pub fn all(quick: bool) -> Vec<Case> {
         },
         Case {
             name: "keyed",
-            what: "keyed writer, 3 partitions, 1024 keys".into(),
+            what: "keyed writer, produce_ref, 3 partitions, 1024 keys".into(),
             kind: Kind::KeyedProduce,
             count: n(200_000, 5_000),
             size: 320,
@@ -117,8 +120,8 @@ pub fn all(quick: bool) -> Vec<Case> {
         },
         Case {
             name: "large",
-            what: "partition writer, 10 KB records".into(),
-            kind: Kind::PartitionProduce { blocking: false },
+            what: "partition writer, produce_ref, 10 KB records".into(),
+            kind: Kind::PartitionProduce { blocking: false, fresh: false },
             count: n(20_000, 500),
             size: 10 * 1024,
             partitions: 1,
@@ -245,7 +248,7 @@ async fn run_pass(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> 
     let ctx = Ctx { brokers: target.brokers().to_owned(), topic: topic.clone(), broker_pid: target.broker_pid(), tuning: tuning.clone() };
     let res = match (case.kind, side) {
         (Kind::PartitionProduce { .. } | Kind::KeyedProduce, Side::Raw) => raw_produce(&ctx, case).await,
-        (Kind::PartitionProduce { blocking }, Side::Twitch) => twitch_partition_produce(&ctx, case, blocking).await,
+        (Kind::PartitionProduce { blocking, fresh }, Side::Twitch) => twitch_partition_produce(&ctx, case, blocking, fresh).await,
         (Kind::KeyedProduce, Side::Twitch) => twitch_keyed_produce(&ctx, case).await,
         (Kind::GroupRead { owned }, _) => group_read(&ctx, case, side, owned).await,
         (Kind::PartitionRead { owned }, _) => partition_read(&ctx, case, side, owned).await,
@@ -333,10 +336,13 @@ async fn raw_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
     producer.send(BaseRecord::to(&ctx.topic).payload(&buf[..]).partition(0)).await?;
     producer.flush(FLUSH).await?;
 
+    let fresh = matches!(case.kind, Kind::PartitionProduce { fresh: true, .. });
     let meter = ctx.meter();
     for i in 0..case.count {
         stamp(&mut buf, i, 0);
-        let mut rec = BaseRecord::to(&ctx.topic).payload(&buf[..]);
+        // As the seed does: a new Vec per record, like serializing one.
+        let owned = fresh.then(|| buf.clone());
+        let mut rec = BaseRecord::to(&ctx.topic).payload(owned.as_deref().unwrap_or(&buf[..]));
         if keyed {
             rec = rec.key(&keys[(i % 1024) as usize][..]);
         } else {
@@ -349,7 +355,7 @@ async fn raw_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
     Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: None })
 }
 
-async fn twitch_partition_produce(ctx: &Ctx, case: &Case, blocking: bool) -> Result<Sample> {
+async fn twitch_partition_produce(ctx: &Ctx, case: &Case, blocking: bool, fresh: bool) -> Result<Sample> {
     let cluster = ctx.cluster()?;
     let mut writer = cluster.get_writer_for_partition(TopicPartition::new(ctx.topic.as_str(), 0))?;
     let mut buf = payload(case.size);
@@ -357,10 +363,15 @@ async fn twitch_partition_produce(ctx: &Ctx, case: &Case, blocking: bool) -> Res
     writer.produce(Record::new(buf.clone())).await?;
     writer.flush_async().await?;
 
+    let mut record = Record::new(buf);
     let meter = ctx.meter();
     for i in 0..case.count {
-        stamp(&mut buf, i, 0);
-        writer.produce(Record::new(buf.clone())).await?;
+        stamp(&mut record.payload, i, 0);
+        if fresh {
+            writer.produce(Record::new(record.payload.clone())).await?;
+        } else {
+            writer.produce_ref(&record).await?;
+        }
     }
     if blocking {
         writer.flush()?;
@@ -380,10 +391,15 @@ async fn twitch_keyed_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
     writer.produce_to(0, Record::new(buf.clone())).await?;
     writer.flush_async().await?;
 
+    let mut record = Record::new(buf).with_key(Vec::new());
     let meter = ctx.meter();
     for i in 0..case.count {
-        stamp(&mut buf, i, 0);
-        writer.produce(Record::new(buf.clone()).with_key(keys[(i % 1024) as usize].clone())).await?;
+        stamp(&mut record.payload, i, 0);
+        if let Some(key) = record.key.as_mut() {
+            key.clear();
+            key.extend_from_slice(&keys[(i % 1024) as usize]);
+        }
+        writer.produce_ref(&record).await?;
     }
     writer.flush_async().await?;
     let span = meter.stop();

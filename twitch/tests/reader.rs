@@ -148,12 +148,22 @@ async fn typed_values_carry_their_origin_but_not_the_format_header() {
     json.send(&Reading { sensor: "a".into(), celsius: 1.5 }).await.unwrap();
     json.produce(Record::new(br#"{"sensor":"b","celsius":2.5}"#.to_vec()).with_key("kb").with_header("site", "lab")).await.unwrap();
     json.flush_async().await.unwrap();
+    let mut bare = cluster.get_writer_for_partition(tp.clone()).unwrap().with_format(Format::Json).with_format_header(false);
+    bare.send(&Reading { sensor: "c".into(), celsius: 3.5 }).await.unwrap();
+    bare.flush_async().await.unwrap();
 
-    // The first record names JSON in its header; the second names nothing
-    // and is read with the reader's default format.
-    let mut reader = cluster.partition_reader().partition(tp).format(Format::Json).stop_at_end(true).build().unwrap();
+    // The first record names JSON in its header; the others name nothing
+    // and are read with the reader's default format.
+    let mut reader = cluster.partition_reader().partition(tp.clone()).format(Format::Json).stop_at_end(true).build().unwrap();
     let decoded: Vec<_> = reader.typed::<Reading>().map(|r| r.unwrap()).collect().await;
-    assert_eq!(decoded.len(), 2);
+    assert_eq!(decoded.len(), 3);
+    assert_eq!((decoded[2].value.sensor.as_str(), decoded[2].record.format), ("c", Format::Json));
+    let mut raw = cluster.partition_reader().partition(tp).stop_at_end(true).build().unwrap();
+    let mut named = Vec::new();
+    while let Some(record) = raw.next_ref().await {
+        named.push(record.unwrap().format().unwrap());
+    }
+    assert_eq!(named, [Some(Format::Json), None, None]);
     assert_eq!(decoded[0].value, Reading { sensor: "a".into(), celsius: 1.5 });
     assert_eq!((decoded[0].record.offset, decoded[0].record.format), (0, Format::Json));
     assert!(decoded[0].record.headers.is_empty(), "the format header is not repeated: {:?}", decoded[0].record.headers);

@@ -121,7 +121,7 @@ impl TransactionalWriter {
     pub async fn send_keyed<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<()> {
         self.check_open()?;
         let buf = self.core.encode(value)?;
-        let res = self.core.enqueue(Outgoing::typed(None, Some(key), &buf, self.core.format)).await;
+        let res = self.core.enqueue(Outgoing::typed(None, Some(key), &buf, self.core.named_format())).await;
         self.core.buf = buf;
         res
     }
