@@ -1,8 +1,10 @@
 //! Storage formats: how typed values become record payloads and back.
 //!
-//! A writer names the format in the [`FORMAT_HEADER`] header of every record
-//! it encodes, so a reader can tell; payloads themselves carry no envelope
-//! (a JSON payload is plain JSON any client can read).
+//! Payloads carry no envelope (a JSON payload is plain JSON any client can
+//! read). Readers decode with the format they are given; a record that names
+//! its format in the [`FORMAT_HEADER`] header is decoded by that instead, and
+//! writers add the header when asked (`with_format_header(true)`), for topics
+//! that mix formats.
 //!
 //! ```
 //! use twitch::codec::Format;

@@ -213,7 +213,8 @@ async fn undecodable_records_fail_or_go_to_the_dead_letter_topic() {
     let topic = topic(&cluster, "group-dlq", 1).await;
     let dlq = topic.clone() + ".dlq";
     cluster.create_topics(&[twitch::TopicConfiguration::new(&dlq, 1)]).await.unwrap();
-    let mut w = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap().with_format(Format::Json);
+    // JSON records named as such; the readers' own default is bincode.
+    let mut w = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap().with_format(Format::Json).with_format_header(true);
     w.send(&1u32).await.unwrap();
     w.produce(Record::new(b"{not json".to_vec()).with_header("twitch.format", "json")).await.unwrap();
     w.send(&3u32).await.unwrap();

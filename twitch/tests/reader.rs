@@ -144,7 +144,7 @@ async fn typed_values_carry_their_origin_but_not_the_format_header() {
     let cluster = cluster();
     let topic = topic(&cluster, "reader-meta", 1).await;
     let tp = TopicPartition::new(&topic, 0);
-    let mut json = cluster.get_writer_for_partition(tp.clone()).unwrap().with_format(Format::Json);
+    let mut json = cluster.get_writer_for_partition(tp.clone()).unwrap().with_format(Format::Json).with_format_header(true);
     json.send(&Reading { sensor: "a".into(), celsius: 1.5 }).await.unwrap();
     json.produce(Record::new(br#"{"sensor":"b","celsius":2.5}"#.to_vec()).with_key("kb").with_header("site", "lab")).await.unwrap();
     json.flush_async().await.unwrap();

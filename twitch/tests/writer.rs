@@ -156,17 +156,26 @@ async fn typed_sends_are_plain_json_and_name_their_format() {
     }
     let cluster = cluster();
     let topic = topic(&cluster, "writer-typed", 1).await;
-    let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap().with_format(Format::Json);
+    let tp = TopicPartition::new(&topic, 0);
+    let mut named = cluster.get_writer_for_partition(tp.clone()).unwrap().with_format(Format::Json).with_format_header(true);
     let value = Reading { sensor: "s1".into(), celsius: 21.5 };
-    writer.send(&value).await.unwrap();
-    writer.flush_async().await.unwrap();
+    named.send(&value).await.unwrap();
+    named.flush_async().await.unwrap();
+    let mut plain = cluster.get_writer_for_partition(tp).unwrap().with_format(Format::Json);
+    plain.send(&value).await.unwrap();
+    plain.flush_async().await.unwrap();
 
     let records = read_all(&cluster, &topic, 1).await;
+    assert_eq!(records.len(), 2);
     assert_eq!(records[0].payload(), br#"{"sensor":"s1","celsius":21.5}"#);
     assert_eq!(records[0].record.header(FORMAT_HEADER), Some(&b"json"[..]));
     // A reader whose default is bincode still decodes it, by the header.
     let decoded: Reading = Format::Bincode.decode_record(&records[0].record).unwrap();
     assert_eq!(decoded, value);
+    // By default the header is left out: the same bytes, nothing else.
+    assert_eq!(records[1].payload(), records[0].payload());
+    assert!(records[1].record.headers.is_empty());
+    assert!(Format::Bincode.decode_record::<Reading>(&records[1].record).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread")]
