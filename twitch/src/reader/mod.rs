@@ -77,12 +77,8 @@ pub fn decode<T: DeserializeOwned>(default: Format, record: ConsumedRecord) -> R
 
 /// Decodes a record in place; on failure, the error carries an owned copy.
 pub(crate) fn decode_ref<T: DeserializeOwned>(default: Format, record: &RecordRef<'_>) -> Result<Decoded<T>> {
-    let decoded = record
-        .format()
-        .map(|named| named.unwrap_or(default))
-        .and_then(|format| Ok((format.decode::<T>(record.payload())?, format)));
-    match decoded {
-        Ok((value, format)) => Ok(Decoded { value, record: record.meta(format) }),
+    match record.decode_with_meta(default) {
+        Ok((value, meta)) => Ok(Decoded { value, record: meta }),
         Err(source) => Err(Error::Decode { record: Box::new(record.detach()), source }),
     }
 }
