@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers as _, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers, Message, OwnedHeaders};
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecError, Format, FORMAT_HEADER};
@@ -126,21 +126,35 @@ impl Record {
 
     /// Copies key, payload, headers and timestamp out of a librdkafka message.
     pub(crate) fn from_message<M: Message>(msg: &M) -> Self {
-        let headers = msg
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) })
-                    .collect()
-            })
-            .unwrap_or_default();
         Record {
             key: msg.key().map(<[u8]>::to_vec),
             payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers,
+            headers: owned_headers(msg.headers(), None),
             timestamp: msg.timestamp().to_millis(),
         }
     }
+}
+
+/// Owned copies of librdkafka's headers, in order, leaving out those named
+/// `skip`.
+fn owned_headers<H: Headers>(headers: Option<&H>, skip: Option<&str>) -> Vec<Header> {
+    let Some(headers) = headers else { return Vec::new() };
+    headers
+        .iter()
+        .filter(|h| skip != Some(h.key))
+        .map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) })
+        .collect()
+}
+
+/// The value of the last of librdkafka's headers named `key`, if any.
+fn last_header<'h, H: Headers>(headers: Option<&'h H>, key: &str) -> Option<&'h [u8]> {
+    headers?.iter().filter(|h| h.key == key).last().and_then(|h| h.value)
+}
+
+/// The name `topic` as shared by `known` names, or a new one: records and
+/// acks of one topic hold one allocation.
+pub(crate) fn shared_topic<'a>(mut known: impl Iterator<Item = &'a Arc<str>>, topic: &str) -> Arc<str> {
+    known.find(|t| ***t == *topic).map_or_else(|| Arc::from(topic), Arc::clone)
 }
 
 /// Bytes of header names and values.
@@ -241,8 +255,7 @@ impl<'a> RecordRef<'a> {
 
     /// The value of the last header named `key`, if any.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        let headers = self.msg.headers()?;
-        headers.iter().filter(|h| h.key == key).last().and_then(|h| h.value)
+        last_header(self.msg.headers(), key)
     }
 
     /// The format the record names in its [`FORMAT_HEADER`], if any.
@@ -274,17 +287,9 @@ impl<'a> RecordRef<'a> {
     /// when a record has none (about 0.13 µs each time).
     pub(crate) fn decode_with_meta<T: DeserializeOwned>(&self, default: Format) -> Result<(T, RecordMeta), CodecError> {
         let headers = self.msg.headers();
-        let named = headers.and_then(|hs| hs.iter().filter(|h| h.key == FORMAT_HEADER).last()).and_then(|h| h.value);
-        let format = Format::of_header(named)?.unwrap_or(default);
+        let format = Format::of_header(last_header(headers, FORMAT_HEADER))?.unwrap_or(default);
         let value = format.decode(self.payload())?;
-        let headers = headers
-            .map(|hs| {
-                hs.iter()
-                    .filter(|h| h.key != FORMAT_HEADER)
-                    .map(|h| Header { key: h.key.to_owned(), value: h.value.map(<[u8]>::to_vec) })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = owned_headers(headers, Some(FORMAT_HEADER));
         let meta = RecordMeta {
             topic: Arc::clone(&self.topic),
             partition: self.partition(),

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::record::TopicPartition;
+use crate::record::{shared_topic, TopicPartition};
 
 /// Offsets of one assigned partition.
 #[derive(Debug)]
@@ -69,11 +69,7 @@ impl OffsetTracker {
         for tp in tps {
             self.generations += 1;
             self.partitions.retain(|p| !p.is(&tp.topic, tp.partition));
-            let topic = self
-                .partitions
-                .iter()
-                .find(|p| *p.topic == *tp.topic)
-                .map_or_else(|| Arc::from(tp.topic.as_str()), |p| Arc::clone(&p.topic));
+            let topic = shared_topic(self.partitions.iter().map(|p| &p.topic), &tp.topic);
             self.partitions.push(PartitionOffsets {
                 topic,
                 partition: tp.partition,

@@ -15,7 +15,7 @@ use super::{decode_ref, Decoded, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
-use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
+use crate::record::{shared_topic, ConsumedRecord, RecordRef, TopicPartition};
 use crate::warden::validate_topic_name;
 
 /// Logs librdkafka's errors, except the end-of-partition events that
@@ -106,8 +106,7 @@ impl PartitionReaderBuilder {
             validate_topic_name(&tp.topic)?;
             tpl.add_partition_offset(&tp.topic, tp.partition, start.unwrap_or(self.start).to_rd())
                 .map_err(|source| Error::Subscription { operation: "assign", source })?;
-            // Records share their partition's topic name instead of copying it.
-            let topic = assigned.iter().find(|a| *a.topic == *tp.topic).map_or_else(|| Arc::from(tp.topic.as_str()), |a| Arc::clone(&a.topic));
+            let topic = shared_topic(assigned.iter().map(|a| &a.topic), &tp.topic);
             assigned.push(Assigned { topic, partition: tp.partition, next: -1, done: false });
         }
         let eof = if self.stop_at_end { "true" } else { "false" };
@@ -173,6 +172,12 @@ struct Assigned {
     done: bool,
 }
 
+impl Assigned {
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        self.partition == partition && *self.topic == *topic
+    }
+}
+
 impl std::fmt::Debug for PartitionReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionReader")
@@ -203,7 +208,7 @@ impl PartitionReader {
             match self.consumer.recv().await {
                 Ok(msg) => {
                     let (partition, topic) = (msg.partition(), msg.topic());
-                    let Some(slot) = self.assigned.iter_mut().find(|a| a.partition == partition && *a.topic == *topic) else {
+                    let Some(slot) = self.assigned.iter_mut().find(|a| a.is(topic, partition)) else {
                         // Not one of ours; librdkafka assigns exactly what we asked.
                         debug!(topic, partition, "record of an unassigned partition; skipped");
                         continue;
@@ -251,7 +256,7 @@ impl PartitionReader {
     pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
         self.assigned
             .iter()
-            .find(|a| a.partition == tp.partition && *a.topic == *tp.topic)
+            .find(|a| a.is(&tp.topic, tp.partition))
             .map(|a| a.next)
             .filter(|o| *o >= 0)
     }
