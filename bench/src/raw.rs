@@ -21,37 +21,30 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 
-/// Bootstrap servers, client id and log level, as twitch sets them.
-fn base_config(brokers: &str, client_id: &str) -> ClientConfig {
+/// Bootstrap servers, client id and log level as twitch sets them, then
+/// `defaults` (twitch's, so both sides match), then `overrides`.
+fn config_with(brokers: &str, defaults: &[(&str, &str)], overrides: &[(String, String)]) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers).set("client.id", client_id).set_log_level(RDKafkaLogLevel::Warning);
+    config.set("bootstrap.servers", brokers).set("client.id", "bench-raw").set_log_level(RDKafkaLogLevel::Warning);
+    for (k, v) in defaults {
+        config.set(*k, *v);
+    }
+    for (k, v) in overrides {
+        config.set(k, v);
+    }
     config
 }
 
 /// twitch's producer settings (`twitch::writer::PRODUCER_DEFAULTS`), then
 /// `overrides`.
 pub fn producer_config(brokers: &str, overrides: &[(String, String)]) -> ClientConfig {
-    let mut config = base_config(brokers, "bench-raw");
-    for (k, v) in twitch::writer::PRODUCER_DEFAULTS {
-        config.set(*k, *v);
-    }
-    for (k, v) in overrides {
-        config.set(k, v);
-    }
-    config
+    config_with(brokers, twitch::writer::PRODUCER_DEFAULTS, overrides)
 }
 
 /// twitch's consumer settings (`twitch::reader::CONSUMER_DEFAULTS`), then
 /// `overrides`.
 pub fn consumer_config(brokers: &str, overrides: &[(String, String)]) -> ClientConfig {
-    let mut config = base_config(brokers, "bench-raw");
-    for (k, v) in twitch::reader::CONSUMER_DEFAULTS {
-        config.set(*k, *v);
-    }
-    for (k, v) in overrides {
-        config.set(k, v);
-    }
-    config
+    config_with(brokers, twitch::reader::CONSUMER_DEFAULTS, overrides)
 }
 
 /// Counts delivery reports and wakes a waiter once `wake_at` is reached.
