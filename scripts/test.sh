@@ -9,6 +9,9 @@
 #    If KAFKA_BROKERS is already set, the tests use that cluster and nothing is started.
 # 3. cargo test --workspace --all-targets, then cargo test --workspace --doc.
 #
+# The seed text is read from ../shared/seeds (or $TWITCH_SEED; a local clone made elsewhere
+# falls back to the one beside the repository it was cloned from).
+#
 # The broker that this script started is stopped when it exits, whatever the outcome; the exit
 # code is that of the step that failed.
 set -euo pipefail
@@ -22,6 +25,19 @@ stop_broker() {
 }
 step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The seed text (examples/build.rs compiles its producer unchanged) lives beside the
+# repository, in ../shared/seeds. A local clone made elsewhere finds it beside the
+# repository it was cloned from.
+seed=shared/seeds/braiins-kafka.txt
+if [[ -z ${TWITCH_SEED:-} && ! -e ../$seed ]]; then
+    origin=$(git config --get remote.origin.url 2>/dev/null || true)
+    if [[ -n $origin && -e $origin/../$seed ]]; then
+        TWITCH_SEED=$(cd "$origin/.." && pwd)/$seed
+        export TWITCH_SEED
+        step "seed text from beside the origin repository: $TWITCH_SEED"
+    fi
+fi
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
