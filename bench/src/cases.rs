@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::BaseRecord;
 use serde::{Deserialize, Serialize};
 use twitch::{Format, KafkaCluster, Record, TopicPartition};
@@ -51,8 +51,11 @@ pub enum Kind {
     GroupRead { owned: bool },
     /// Partition reader consuming pre-written records; `owned` as above.
     PartitionRead { owned: bool },
-    /// Encode + produce, then consume + decode.
-    Typed(Format),
+    /// Encode + produce, then consume + decode. `headers`: both sides also
+    /// look at each record's headers (twitch's default, raw's
+    /// `Message::headers`); else neither does (twitch's
+    /// `typed_headers(false)`).
+    Typed { format: Format, headers: bool },
     /// Fixed-rate produce, consume concurrently; latency per record.
     /// `fetch_wait_ms` sets `fetch.wait.max.ms` on both sides' consumers.
     Latency { rate: u64, fetch_wait_ms: Option<u32> },
@@ -166,7 +169,7 @@ pub fn all(quick: bool) -> Vec<Case> {
         Case {
             name: "json",
             what: "typed JSON round trip (encode+produce, consume+decode)".into(),
-            kind: Kind::Typed(Format::Json),
+            kind: Kind::Typed { format: Format::Json, headers: false },
             count: n(50_000, 2_000),
             size: 0,
             partitions: 1,
@@ -175,7 +178,16 @@ pub fn all(quick: bool) -> Vec<Case> {
         Case {
             name: "bincode",
             what: "typed bincode round trip (encode+produce, consume+decode)".into(),
-            kind: Kind::Typed(Format::Bincode),
+            kind: Kind::Typed { format: Format::Bincode, headers: false },
+            count: n(50_000, 2_000),
+            size: 0,
+            partitions: 1,
+            mock_pass: Some(10_000),
+        },
+        Case {
+            name: "bincode-headers",
+            what: "the same, looking at every record's headers (twitch's default)".into(),
+            kind: Kind::Typed { format: Format::Bincode, headers: true },
             count: n(50_000, 2_000),
             size: 0,
             partitions: 1,
@@ -252,8 +264,8 @@ async fn run_pass(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> 
         (Kind::KeyedProduce, Side::Twitch) => twitch_keyed_produce(&ctx, case).await,
         (Kind::GroupRead { owned }, _) => group_read(&ctx, case, side, owned).await,
         (Kind::PartitionRead { owned }, _) => partition_read(&ctx, case, side, owned).await,
-        (Kind::Typed(format), Side::Raw) => raw_typed(&ctx, case, format).await,
-        (Kind::Typed(format), Side::Twitch) => twitch_typed(&ctx, case, format).await,
+        (Kind::Typed { format, headers }, Side::Raw) => raw_typed(&ctx, case, format, headers).await,
+        (Kind::Typed { format, headers }, Side::Twitch) => twitch_typed(&ctx, case, format, headers).await,
         (Kind::Latency { rate, fetch_wait_ms }, Side::Raw) => raw_latency(&ctx, case, rate, fetch_wait_ms).await,
         (Kind::Latency { rate, fetch_wait_ms }, Side::Twitch) => twitch_latency(&ctx, case, rate, fetch_wait_ms).await,
     };
@@ -560,6 +572,11 @@ impl Reading {
     }
 }
 
+/// The two halves of a round trip, for `RUST_LOG=twitch_bench=debug`.
+fn phases(side: &str, produce: &Span, consume: &Span) {
+    tracing::debug!(side, produce_ms = produce.wall.as_secs_f64() * 1e3, consume_ms = consume.wall.as_secs_f64() * 1e3, "round trip");
+}
+
 fn encode_raw(format: Format, value: &Reading, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
     match format {
@@ -579,7 +596,7 @@ fn decode_raw(format: Format, bytes: &[u8]) -> Result<Reading> {
 /// Values are built before the clock starts; the measured part is encode +
 /// produce + flush, then (clock paused while the consumer starts) consume +
 /// decode.
-async fn raw_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> {
+async fn raw_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> Result<Sample> {
     let values: Vec<Reading> = (0..case.count).map(Reading::sample).collect();
     let mut producer = ctx.raw_producer()?;
     let mut buf = Vec::new();
@@ -607,16 +624,20 @@ async fn raw_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> {
         let msg = raw::recv(&consumer, IDLE).await?;
         let bytes_in = msg.payload().unwrap_or_default();
         bytes += bytes_in.len() as u64;
+        if headers && msg.headers().is_some_and(|h| h.iter().any(|h| h.key == twitch::codec::FORMAT_HEADER)) {
+            bail!("record {want} has a format header");
+        }
         let value = decode_raw(format, bytes_in)?;
         if value.seq != want {
             bail!("record {want} came back as {}", value.seq);
         }
     }
     let consume = meter.stop();
+    phases("raw", &produce, &consume);
     Ok(Sample { records: case.count, bytes, span: produce + consume, latency: None })
 }
 
-async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> {
+async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> Result<Sample> {
     let values: Vec<Reading> = (0..case.count).map(Reading::sample).collect();
     let cluster = ctx.cluster()?;
     let tp = TopicPartition::new(ctx.topic.as_str(), 0);
@@ -633,7 +654,8 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> 
 
     // Decoded values do not keep their payload: count the bytes up front.
     let bytes = values.iter().map(|v| format.encode(v).map(|b| b.len() as u64)).sum::<Result<u64, _>>()?;
-    let mut reader = ctx.reader_cluster()?.partition_reader().partition(tp).format(format).build()?;
+    let mut reader =
+        ctx.reader_cluster()?.partition_reader().partition(tp).format(format).typed_headers(headers).build()?;
     let mut typed = reader.typed::<Reading>();
     let warm = next_within(typed.next()).await??;
     if warm.value.seq != WARMUP_SEQ {
@@ -647,6 +669,7 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format) -> Result<Sample> 
         }
     }
     let consume = meter.stop();
+    phases("twitch", &produce, &consume);
     Ok(Sample { records: case.count, bytes, span: produce + consume, latency: None })
 }
 

@@ -27,6 +27,7 @@ fn quick_mock_run_reports_a_ratio_for_every_case() {
         "partition-read-owned",
         "json",
         "bincode",
+        "bincode-headers",
         "latency",
         "latency-fetch10",
     ];

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{cluster, topic};
 use futures::StreamExt;
 use twitch::reader::StartAt;
@@ -70,6 +72,30 @@ async fn reads_several_partitions_and_empty_ones_end_too() {
     assert_eq!(records.iter().filter(|r| r.partition == 0).count(), 10);
     assert_eq!(records.iter().filter(|r| r.partition == 2).count(), 5);
     assert_eq!(records.len(), 15);
+}
+
+#[tokio::test]
+async fn reads_the_same_partition_number_of_two_topics_apart() {
+    let cluster = cluster();
+    let (a, b) = (topic(&cluster, "reader-two-a", 1).await, topic(&cluster, "reader-two-b", 1).await);
+    write(&cluster, &a, 0, (0..4u8).map(|i| vec![i])).await;
+    write(&cluster, &b, 0, (0..2u8).map(|i| vec![i])).await;
+    let (ta, tb) = (TopicPartition::new(&a, 0), TopicPartition::new(&b, 0));
+    let both = || cluster.partition_reader().partition(ta.clone()).partition(tb.clone());
+    // The end of "partition 0" would be ambiguous: refused.
+    match both().stop_at_end(true).build() {
+        Err(Error::InvalidConfig { message }) => assert!(message.contains("partition 0"), "{message}"),
+        other => panic!("stop_at_end over two partitions 0 was accepted: {other:?}"),
+    }
+    let mut reader = both().build().unwrap();
+    let mut records = Vec::new();
+    while records.len() < 6 {
+        let record = tokio::time::timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap();
+        records.push(record);
+    }
+    assert_eq!(records.iter().filter(|r| *r.topic == *a).count(), 4);
+    assert_eq!(records.iter().filter(|r| *r.topic == *b).count(), 2);
+    assert_eq!((reader.position(&ta), reader.position(&tb)), (Some(4), Some(2)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,4 +197,49 @@ async fn typed_values_carry_their_origin_but_not_the_format_header() {
     assert_eq!(decoded[1].record.key.as_deref(), Some(&b"kb"[..]));
     assert_eq!(decoded[1].record.headers.len(), 1);
     assert_eq!(&*decoded[1].record.topic, topic.as_str());
+}
+
+#[tokio::test]
+async fn typed_reads_without_headers_decode_every_record_with_the_reader_format() {
+    let cluster = cluster();
+    let topic = topic(&cluster, "reader-no-headers", 1).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let mut named = cluster.get_writer_for_partition(tp.clone()).unwrap().with_format(Format::Bincode).with_format_header(true);
+    named.send(&Reading { sensor: "a".into(), celsius: 1.5 }).await.unwrap();
+    named.produce(Record::new(br#"{"sensor":"b","celsius":2.5}"#.to_vec()).with_header("site", "lab")).await.unwrap();
+    named.flush_async().await.unwrap();
+
+    // Following headers: the first record decodes as the bincode it names,
+    // the second as JSON, with its header.
+    let read = |headers: bool| {
+        let cluster = cluster.clone();
+        let tp = tp.clone();
+        async move {
+            let mut reader = cluster
+                .partition_reader()
+                .partition(tp)
+                .format(Format::Json)
+                .typed_headers(headers)
+                .stop_at_end(true)
+                .build()
+                .unwrap();
+            reader.typed::<Reading>().collect::<Vec<_>>().await
+        }
+    };
+    let followed = read(true).await;
+    assert_eq!(followed.len(), 2);
+    assert_eq!(followed[0].as_ref().unwrap().value.sensor, "a");
+    assert_eq!(followed[1].as_ref().unwrap().record.headers.len(), 1);
+
+    // Without: every record is JSON to this reader, so the bincode one fails
+    // (and comes back whole), and no headers are copied.
+    let ignored = read(false).await;
+    assert_eq!(ignored.len(), 2);
+    match &ignored[0] {
+        Err(Error::Decode { record, .. }) => assert_eq!(record.offset, 0),
+        other => panic!("the bincode record decoded as JSON: {other:?}"),
+    }
+    let second = ignored[1].as_ref().unwrap();
+    assert_eq!((second.value.sensor.as_str(), second.record.format), ("b", Format::Json));
+    assert!(second.record.headers.is_empty(), "headers were read: {:?}", second.record.headers);
 }

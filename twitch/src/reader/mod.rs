@@ -75,9 +75,28 @@ pub fn decode<T: DeserializeOwned>(default: Format, record: ConsumedRecord) -> R
     }
 }
 
+/// How a reader decodes typed values: the two builder settings both readers
+/// share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decoding {
+    /// Format for records that do not name one (or for every record,
+    /// without `headers`).
+    pub format: Format,
+    /// Typed reads look at the record's headers: follow a
+    /// [`FORMAT_HEADER`](crate::codec::FORMAT_HEADER) and carry the headers in
+    /// [`RecordMeta::headers`].
+    pub headers: bool,
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Decoding { format: Format::default(), headers: true }
+    }
+}
+
 /// Decodes a record in place; on failure, the error carries an owned copy.
-pub(crate) fn decode_ref<T: DeserializeOwned>(default: Format, record: &RecordRef<'_>) -> Result<Decoded<T>> {
-    match record.decode_with_meta(default) {
+pub(crate) fn decode_ref<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<Decoded<T>> {
+    match record.decode_with_meta(decoding.format, decoding.headers) {
         Ok((value, meta)) => Ok(Decoded { value, record: meta }),
         Err(source) => Err(Error::Decode { record: Box::new(record.detach()), source }),
     }
