@@ -653,7 +653,12 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> 
     let produce = meter.stop();
 
     // Decoded values do not keep their payload: count the bytes up front.
-    let bytes = values.iter().map(|v| format.encode(v).map(|b| b.len() as u64)).sum::<Result<u64, _>>()?;
+    let mut buf = Vec::new();
+    let mut bytes = 0;
+    for v in &values {
+        format.encode_into(v, &mut buf)?;
+        bytes += buf.len() as u64;
+    }
     let mut reader =
         ctx.reader_cluster()?.partition_reader().partition(tp).format(format).typed_headers(headers).build()?;
     let mut typed = reader.typed::<Reading>();
