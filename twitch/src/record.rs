@@ -215,17 +215,19 @@ impl ConsumedRecord {
 /// an owned [`ConsumedRecord`] when the record must outlive that.
 pub struct RecordRef<'a> {
     msg: BorrowedMessage<'a>,
-    topic: Arc<str>,
+    /// The reader's copy of the topic name: borrowed, so handing a record
+    /// out touches no reference count.
+    topic: &'a Arc<str>,
 }
 
 impl<'a> RecordRef<'a> {
-    pub(crate) fn new(msg: BorrowedMessage<'a>, topic: Arc<str>) -> Self {
+    pub(crate) fn new(msg: BorrowedMessage<'a>, topic: &'a Arc<str>) -> Self {
         RecordRef { msg, topic }
     }
 
     /// Topic it was read from.
     pub fn topic(&self) -> &str {
-        &self.topic
+        self.topic
     }
 
     /// Partition it was read from.
@@ -272,7 +274,7 @@ impl<'a> RecordRef<'a> {
     /// An owned copy.
     pub fn detach(&self) -> ConsumedRecord {
         ConsumedRecord {
-            topic: Arc::clone(&self.topic),
+            topic: Arc::clone(self.topic),
             partition: self.partition(),
             offset: self.offset(),
             record: Record::from_message(&self.msg),
@@ -297,7 +299,7 @@ impl<'a> RecordRef<'a> {
         let value = format.decode(self.payload())?;
         let headers = owned_headers(headers, Some(FORMAT_HEADER));
         let meta = RecordMeta {
-            topic: Arc::clone(&self.topic),
+            topic: Arc::clone(self.topic),
             partition: self.partition(),
             offset: self.offset(),
             key: self.key().map(<[u8]>::to_vec),

@@ -386,3 +386,29 @@ async fn acks_are_committed_while_the_reader_waits() {
     assert_eq!(lag[0].committed, Some(10), "committed while the reader was waiting");
     waiting.await.unwrap().shutdown().await.unwrap();
 }
+
+/// A reader of two topics, each with a partition 0, keeps their records,
+/// acks and commits apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_reader_of_two_topics_commits_each() {
+    init_logging();
+    let cluster = cluster();
+    let (a, b) = (topic(&cluster, "group-two-a", 1).await, topic(&cluster, "group-two-b", 1).await);
+    let group = unique("g-two");
+    write_keyed(&cluster, &a, 0..3).await;
+    write_keyed(&cluster, &b, 0..2).await;
+    let mut reader = cluster.group_reader(&group).topic(&a).topic(&b).build().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (record, ack) = timeout(Duration::from_secs(30), reader.next_ref()).await.unwrap().unwrap().unwrap();
+        assert_eq!((record.topic(), record.partition(), record.offset()), (ack.topic(), ack.partition(), ack.offset()));
+        seen.push((record.topic().to_owned(), record.offset()));
+        ack.ack();
+    }
+    seen.sort();
+    let want: Vec<(String, i64)> = [(&a, 0), (&a, 1), (&a, 2), (&b, 0), (&b, 1)].iter().map(|(t, o)| (t.to_string(), *o)).collect();
+    assert_eq!(seen, want);
+    reader.shutdown().await.unwrap();
+    assert_eq!(cluster.group_lag(&group, &a).await.unwrap()[0].committed, Some(3));
+    assert_eq!(cluster.group_lag(&group, &b).await.unwrap()[0].committed, Some(2));
+}

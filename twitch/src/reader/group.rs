@@ -406,10 +406,7 @@ impl GroupReaderBuilder {
             shared,
             events: Some(rx),
             group_id: self.group_id,
-            only_topic: match self.topics.as_slice() {
-                [topic] => Some(topic.as_str().into()),
-                _ => None,
-            },
+            topics: self.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
             decoding: self.decoding,
             flow: Flow {
                 commit_interval: self.commit_interval,
@@ -452,10 +449,10 @@ pub struct GroupReader {
     shared: Arc<Shared>,
     events: Option<mpsc::UnboundedReceiver<GroupEvent>>,
     group_id: String,
-    /// The topic, when the reader subscribed to one only: then a record's
-    /// topic is known without asking librdkafka for it (a C string to
-    /// measure and check as UTF-8 per record).
-    only_topic: Option<Box<str>>,
+    /// The subscribed topics. Records borrow their names from here; with
+    /// one topic, a record's topic is known without asking librdkafka for
+    /// it (a C string to measure and check as UTF-8 per record).
+    topics: Vec<Arc<str>>,
     decoding: Decoding,
     flow: Flow,
     dead_letter: Option<DeadLetter>,
@@ -509,7 +506,7 @@ impl GroupReader {
         let consumer = present(&self.consumer);
         let shared = &self.shared;
         let flow = &mut self.flow;
-        let only_topic = self.only_topic.as_deref();
+        let topics = &self.topics;
         loop {
             flow.commit_if_due(consumer, shared);
             if let Err(e) = flow.apply_backpressure(consumer, shared) {
@@ -526,10 +523,20 @@ impl GroupReader {
                     Poll::Pending => {
                         let commit_at = tokio::time::Instant::from_std(flow.last_commit + flow.commit_interval);
                         let paused = !flow.paused.is_empty();
-                        tokio::select! {
-                            msg = recv => msg,
-                            _ = shared.acked.notified(), if paused => continue,
-                            _ = tokio::time::sleep_until(commit_at), if shared.commits => continue,
+                        // Boxed: waiting is the rare path, and its timer and
+                        // notification would otherwise make every call's
+                        // future several times larger (it is moved by value).
+                        let waited = Box::pin(async move {
+                            tokio::select! {
+                                msg = recv => Some(msg),
+                                _ = shared.acked.notified(), if paused => None,
+                                _ = tokio::time::sleep_until(commit_at), if shared.commits => None,
+                            }
+                        })
+                        .await;
+                        match waited {
+                            Some(msg) => msg,
+                            None => continue,
                         }
                     }
                 }
@@ -537,20 +544,24 @@ impl GroupReader {
             match msg {
                 Ok(msg) => {
                     let (partition, offset) = (msg.partition(), msg.offset());
-                    let topic = only_topic.unwrap_or_else(|| msg.topic());
-                    let Some(handed) = shared.tracker().handed_out(topic, partition, offset) else {
+                    let topic = match topics.as_slice() {
+                        [only] => Some(only),
+                        all => all.iter().find(|t| ***t == *msg.topic()),
+                    };
+                    let handed = topic.and_then(|topic| shared.tracker().handed_out(topic, partition, offset));
+                    let (Some(topic), Some(handed)) = (topic, handed) else {
                         debug!(topic = msg.topic(), partition, offset, "record of a partition not (yet) tracked; skipped, it will be read again");
                         continue;
                     };
                     flow.full |= handed.unprocessed >= flow.max_pending;
                     let ack = Ack {
-                        topic: Arc::clone(&handed.topic),
+                        topic: Arc::clone(topic),
                         partition,
                         offset,
                         generation: handed.generation,
                         shared: Arc::clone(shared),
                     };
-                    return Some(Ok((RecordRef::new(msg, handed.topic), ack)));
+                    return Some(Ok((RecordRef::new(msg, topic), ack)));
                 }
                 Err(source) if is_transient(&source) => flow.transient.report(&source),
                 Err(source) => return Some(Err(Error::Consume { source })),

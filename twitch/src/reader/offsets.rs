@@ -50,8 +50,6 @@ impl PartitionOffsets {
 pub(crate) struct HandedOut {
     /// The generation an ack must quote.
     pub(crate) generation: u64,
-    /// The topic name, shared.
-    pub(crate) topic: Arc<str>,
     /// Unprocessed records of the partition, this one included.
     pub(crate) unprocessed: usize,
 }
@@ -99,7 +97,7 @@ impl OffsetTracker {
             p.unprocessed += 1;
             p.next = offset + 1;
         }
-        Some(HandedOut { generation: p.generation, topic: Arc::clone(&p.topic), unprocessed: p.unprocessed })
+        Some(HandedOut { generation: p.generation, unprocessed: p.unprocessed })
     }
 
     /// Marks `offset` processed; false when it belongs to a revoked
@@ -229,14 +227,18 @@ mod tests {
     }
 
     #[test]
-    fn partitions_of_one_topic_share_its_name() {
+    fn partitions_of_two_topics_with_one_number_are_apart() {
         let mut t = OffsetTracker::default();
         t.assign([tp(0), tp(1), TopicPartition::new("u", 0)]);
-        let a = t.handed_out("t", 0, 0).unwrap().topic;
-        let b = t.handed_out("t", 1, 0).unwrap().topic;
-        assert!(Arc::ptr_eq(&a, &b));
-        assert_eq!(&*t.handed_out("u", 0, 0).unwrap().topic, "u");
+        let g = t.handed_out("t", 0, 0).unwrap().generation;
+        t.handed_out("t", 1, 0).unwrap();
+        t.handed_out("u", 0, 0).unwrap();
         assert_eq!(t.total_pending(), 3);
+        assert!(t.processed(g, 0));
+        assert_eq!(t.pending(&TopicPartition::new("u", 0)), 1);
+        // Only t/0 moved on; u/0, the same number in another topic, did not.
+        let u0 = TopicPartition::new("u", 0);
+        assert_eq!(t.committable(None), vec![(tp(0), 1), (tp(1), 0), (u0, 0)]);
     }
 
     #[test]

@@ -241,18 +241,19 @@ impl PartitionReader {
             match self.consumer.recv().await {
                 Ok(msg) => {
                     let partition = msg.partition();
-                    let slot = if self.one_topic {
-                        self.assigned.iter_mut().find(|a| a.partition == partition)
+                    let found = if self.one_topic {
+                        self.assigned.iter().position(|a| a.partition == partition)
                     } else {
-                        self.assigned.iter_mut().find(|a| a.is(msg.topic(), partition))
+                        self.assigned.iter().position(|a| a.is(msg.topic(), partition))
                     };
-                    let Some(slot) = slot else {
+                    let Some(at) = found else {
                         // Not one of ours; librdkafka assigns exactly what we asked.
                         debug!(topic = msg.topic(), partition, "record of an unassigned partition; skipped");
                         continue;
                     };
+                    let slot = &mut self.assigned[at];
                     slot.next = msg.offset() + 1;
-                    return Some(Ok(RecordRef::new(msg, Arc::clone(&slot.topic))));
+                    return Some(Ok(RecordRef::new(msg, &slot.topic)));
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
                     // The error names only the partition number, which
