@@ -120,8 +120,10 @@ impl PartitionReaderBuilder {
             return Err(Error::config("a partition reader needs at least one partition"));
         }
         if self.stop_at_end {
-            let numbers = self.partitions.iter().map(|(tp, _)| tp.partition);
-            if let Some(twice) = numbers.clone().find(|n| numbers.clone().filter(|m| m == n).count() > 1) {
+            let mut read: Vec<(i32, &str)> = self.partitions.iter().map(|(tp, _)| (tp.partition, tp.topic.as_str())).collect();
+            read.sort_unstable();
+            read.dedup();
+            if let Some(twice) = read.windows(2).find(|w| w[0].0 == w[1].0).map(|w| w[0].0) {
                 return Err(Error::config(format!(
                     "stop_at_end cannot tell apart the ends of partition {twice} of several topics \
                      (librdkafka names only the number); read each topic with its own reader"
