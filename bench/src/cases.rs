@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use futures::StreamExt;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::BaseRecord;
@@ -661,16 +660,23 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> 
     }
     let mut reader =
         ctx.reader_cluster()?.partition_reader().partition(tp).format(format).typed_headers(headers).build()?;
-    let mut typed = reader.typed::<Reading>();
-    let warm = next_within(typed.next()).await??;
-    if warm.value.seq != WARMUP_SEQ {
+    // Without headers, values alone (as raw decodes them); with headers, the
+    // values with their records' metadata, twitch's full typed read.
+    let mut next_seq = async || -> Result<u64> {
+        Ok(if headers {
+            next_within(reader.next_typed::<Reading>()).await??.value.seq
+        } else {
+            next_within(reader.next_value::<Reading>()).await??.seq
+        })
+    };
+    if next_seq().await? != WARMUP_SEQ {
         bail!("the first record is not the warm-up record");
     }
     let meter = ctx.meter();
     for want in 0..case.count {
-        let decoded = next_within(typed.next()).await??;
-        if decoded.value.seq != want {
-            bail!("record {want} came back as {}", decoded.value.seq);
+        let seq = next_seq().await?;
+        if seq != want {
+            bail!("record {want} came back as {seq}");
         }
     }
     let consume = meter.stop();

@@ -268,7 +268,7 @@ impl<'a> RecordRef<'a> {
     /// Decodes the payload in place with the format the record names, or
     /// `default` when it names none.
     pub fn decode<T: DeserializeOwned>(&self, default: Format) -> Result<T, CodecError> {
-        self.format()?.unwrap_or(default).decode(self.payload())
+        self.decode_value(default, true)
     }
 
     /// An owned copy.
@@ -279,6 +279,13 @@ impl<'a> RecordRef<'a> {
             offset: self.offset(),
             record: Record::from_message(&self.msg),
         }
+    }
+
+    /// Decodes the payload in place: with `headers`, in the format the
+    /// record names or `default`; without, in `default`, headers unread.
+    pub(crate) fn decode_value<T: DeserializeOwned>(&self, default: Format, headers: bool) -> Result<T, CodecError> {
+        let named = if headers { self.format()? } else { None };
+        named.unwrap_or(default).decode(self.payload())
     }
 
     /// Decodes the payload in place and describes where it came from

@@ -242,4 +242,15 @@ async fn typed_reads_without_headers_decode_every_record_with_the_reader_format(
     let second = ignored[1].as_ref().unwrap();
     assert_eq!((second.value.sensor.as_str(), second.record.format), ("b", Format::Json));
     assert!(second.record.headers.is_empty(), "headers were read: {:?}", second.record.headers);
+
+    // Values alone follow the same rule.
+    for headers in [true, false] {
+        let mut reader = cluster.partition_reader().partition(tp.clone()).format(Format::Json).typed_headers(headers).stop_at_end(true).build().unwrap();
+        let mut values = Vec::new();
+        while let Some(value) = reader.next_value::<Reading>().await {
+            values.push(value.map(|r| r.sensor).map_err(|e| matches!(e, Error::Decode { .. })));
+        }
+        let first = if headers { Ok("a".to_owned()) } else { Err(true) };
+        assert_eq!(values, vec![first, Ok("b".to_owned())], "typed_headers({headers})");
+    }
 }

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-use super::{decode_ref, Decoded, Decoding, StartAt, CONSUMER_DEFAULTS};
+use super::{decode_ref, decode_value, Decoded, Decoding, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
@@ -588,6 +588,20 @@ impl GroupReader {
     /// call, so it is never lost, though it may reach the dead-letter topic
     /// twice.
     pub async fn next_typed<T: DeserializeOwned + Send>(&mut self) -> Option<Result<(Decoded<T>, Ack)>> {
+        self.next_decoded(decode_ref::<T>).await
+    }
+
+    /// The next record's value alone, decoded in place, with its [`Ack`]:
+    /// [`next_typed`](Self::next_typed) without the record's metadata, so
+    /// the cheapest typed read. Undecodable records are handled by the
+    /// reader's [`OnDecodeError`] policy; cancel-safe as `next_typed` is.
+    pub async fn next_value<T: DeserializeOwned + Send>(&mut self) -> Option<Result<(T, Ack)>> {
+        self.next_decoded(decode_value::<T>).await
+    }
+
+    /// The next record made into `R` by `decode`, with the dead-letter
+    /// policy applied to records it cannot make.
+    async fn next_decoded<R>(&mut self, decode: fn(Decoding, &RecordRef<'_>) -> Result<R>) -> Option<Result<(R, Ack)>> {
         loop {
             if let Err(e) = self.write_parked().await {
                 return Some(Err(e));
@@ -598,7 +612,7 @@ impl GroupReader {
                     Ok(pair) => pair,
                     Err(e) => return Some(Err(e)),
                 };
-                match decode_ref::<T>(decoding, &record) {
+                match decode(decoding, &record) {
                     Ok(decoded) => return Some(Ok((decoded, ack))),
                     Err(Error::Decode { record, source }) if parks => (record, source, ack),
                     Err(e) => return Some(Err(e)),

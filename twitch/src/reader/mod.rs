@@ -94,12 +94,21 @@ impl Default for Decoding {
     }
 }
 
-/// Decodes a record in place; on failure, the error carries an owned copy.
+/// Decodes a record in place, with where it came from; on failure, the
+/// error carries an owned copy.
 pub(crate) fn decode_ref<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<Decoded<T>> {
-    match record.decode_with_meta(decoding.format, decoding.headers) {
-        Ok((value, meta)) => Ok(Decoded { value, record: meta }),
-        Err(source) => Err(Error::Decode { record: Box::new(record.detach()), source }),
-    }
+    let decoded = record.decode_with_meta(decoding.format, decoding.headers);
+    or_undecodable(record, decoded.map(|(value, meta)| Decoded { value, record: meta }))
+}
+
+/// Decodes a record's value alone, in place; on failure, the error carries
+/// an owned copy.
+pub(crate) fn decode_value<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<T> {
+    or_undecodable(record, record.decode_value(decoding.format, decoding.headers))
+}
+
+fn or_undecodable<R>(record: &RecordRef<'_>, decoded: std::result::Result<R, CodecError>) -> Result<R> {
+    decoded.map_err(|source| Error::Decode { record: Box::new(record.detach()), source })
 }
 
 /// Headers a dead-lettered record carries, besides its own.
