@@ -331,15 +331,19 @@ impl WriterCore {
         self.flush_outcome(flushed)
     }
 
-    /// The format to name in the header of a typed record, if any.
-    fn named_format(&self) -> Option<Format> {
-        self.format_header.then_some(self.format)
-    }
-
-    fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<Vec<u8>> {
+    /// Encodes `value` with the writer's format into the reused buffer and
+    /// queues it, naming the format in a header if the writer was asked to.
+    async fn send_typed<T: Serialize + ?Sized>(&mut self, partition: Option<i32>, key: Option<&[u8]>, value: &T) -> Result<()> {
         let mut buf = std::mem::take(&mut self.buf);
-        self.format.encode_into(value, &mut buf)?;
-        Ok(buf)
+        let res = match self.format.encode_into(value, &mut buf) {
+            Ok(()) => {
+                let named = self.format_header.then_some(self.format);
+                self.enqueue(Outgoing::typed(partition, key, &buf, named)).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.buf = buf;
+        res
     }
 }
 
@@ -493,10 +497,7 @@ impl PartitionWriter {
     /// Encodes `value` with the writer's format (naming it in a header if
     /// [`with_format_header`](Self::with_format_header)), and queues it.
     pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let buf = self.core.encode(value)?;
-        let res = self.core.enqueue(Outgoing::typed(Some(self.partition), None, &buf, self.core.named_format())).await;
-        self.core.buf = buf;
-        res
+        self.core.send_typed(Some(self.partition), None, value).await
     }
 
     /// The partition written to.
@@ -565,18 +566,12 @@ impl KeyedWriter {
 
     /// Encodes `value` with the writer's format and queues it under `key`.
     pub async fn send_keyed<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<()> {
-        let buf = self.core.encode(value)?;
-        let res = self.core.enqueue(Outgoing::typed(None, Some(key), &buf, self.core.named_format())).await;
-        self.core.buf = buf;
-        res
+        self.core.send_typed(None, Some(key), value).await
     }
 
     /// Encodes `value` with the writer's format and queues it without a key.
     pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let buf = self.core.encode(value)?;
-        let res = self.core.enqueue(Outgoing::typed(None, None, &buf, self.core.named_format())).await;
-        self.core.buf = buf;
-        res
+        self.core.send_typed(None, None, value).await
     }
 
     common_writer_methods!();

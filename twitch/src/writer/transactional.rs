@@ -120,10 +120,7 @@ impl TransactionalWriter {
     /// Encodes `value` with the writer's format and queues it under `key`.
     pub async fn send_keyed<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<()> {
         self.check_open()?;
-        let buf = self.core.encode(value)?;
-        let res = self.core.enqueue(Outgoing::typed(None, Some(key), &buf, self.core.named_format())).await;
-        self.core.buf = buf;
-        res
+        self.core.send_typed(None, Some(key), value).await
     }
 
     /// Adds the offsets `reader` has processed (acked) to the transaction, so
