@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header as RdHeader, Headers, Message, OwnedHeaders};
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecError, Format, FORMAT_HEADER};
@@ -284,8 +284,17 @@ impl<'a> RecordRef<'a> {
     /// Decodes the payload in place: with `headers`, in the format the
     /// record names or `default`; without, in `default`, headers unread.
     pub(crate) fn decode_value<T: DeserializeOwned>(&self, default: Format, headers: bool) -> Result<T, CodecError> {
-        let named = if headers { self.format()? } else { None };
-        named.unwrap_or(default).decode(self.payload())
+        let (format, _) = self.chosen_format(default, headers)?;
+        format.decode(self.payload())
+    }
+
+    /// The format to decode with, and the headers when `headers` asks for
+    /// them (looked up once: librdkafka parses them anew on every look when
+    /// a record has none, about 0.13 µs each time).
+    fn chosen_format(&self, default: Format, headers: bool) -> Result<(Format, Option<&BorrowedHeaders>), CodecError> {
+        let headers = if headers { self.msg.headers() } else { None };
+        let format = Format::of_header(last_header(headers, FORMAT_HEADER))?.unwrap_or(default);
+        Ok((format, headers))
     }
 
     /// Decodes the payload in place and describes where it came from
@@ -293,16 +302,12 @@ impl<'a> RecordRef<'a> {
     /// stand for them). With `headers`, the format is the one the record
     /// names, or `default`, and the headers are copied; without, the format
     /// is `default` and the headers are not looked at.
-    ///
-    /// Looks at the headers at most once: librdkafka parses them anew on
-    /// every look when a record has none (about 0.13 µs each time).
     pub(crate) fn decode_with_meta<T: DeserializeOwned>(
         &self,
         default: Format,
         headers: bool,
     ) -> Result<(T, RecordMeta), CodecError> {
-        let headers = if headers { self.msg.headers() } else { None };
-        let format = Format::of_header(last_header(headers, FORMAT_HEADER))?.unwrap_or(default);
+        let (format, headers) = self.chosen_format(default, headers)?;
         let value = format.decode(self.payload())?;
         let headers = owned_headers(headers, Some(FORMAT_HEADER));
         let meta = RecordMeta {
