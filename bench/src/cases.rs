@@ -51,9 +51,10 @@ pub enum Kind {
     /// Partition reader consuming pre-written records; `owned` as above.
     PartitionRead { owned: bool },
     /// Encode + produce, then consume + decode. `headers`: both sides also
-    /// look at each record's headers (twitch's default, raw's
-    /// `Message::headers`); else neither does (twitch's
-    /// `typed_headers(false)`).
+    /// look at each record's headers (raw's `Message::headers`; twitch's
+    /// default, reading values with their metadata through `next_typed`);
+    /// else neither does, and both decode values alone (twitch's
+    /// `typed_headers(false)` + `next_value`).
     Typed { format: Format, headers: bool },
     /// Fixed-rate produce, consume concurrently; latency per record.
     /// `fetch_wait_ms` sets `fetch.wait.max.ms` on both sides' consumers.
