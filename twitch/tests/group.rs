@@ -207,6 +207,40 @@ async fn a_slow_application_pauses_fetching() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_paused_reader_wakes_up_when_acks_come_in() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-pause-wake", 1).await;
+    write_keyed(&cluster, &topic, 0..20).await;
+    // No commit timer to wake the reader: only the acks can.
+    let mut reader = cluster
+        .group_reader(&unique("g-pause-wake"))
+        .topic(&topic)
+        .max_pending_per_partition(4)
+        .commit_interval(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let mut acks = Vec::new();
+    for _ in 0..4 {
+        acks.push(timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap().1);
+    }
+    // The reader is already waiting (paused) when the acks come in.
+    let acker = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for ack in acks {
+            ack.ack();
+        }
+    });
+    let started = std::time::Instant::now();
+    let (record, ack) = timeout(Duration::from_secs(10), reader.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(record.offset, 4);
+    assert!(started.elapsed() >= Duration::from_millis(500), "a fifth unacked record was handed out");
+    ack.ack();
+    acker.await.unwrap();
+    reader.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn undecodable_records_fail_or_go_to_the_dead_letter_topic() {
     init_logging();
     let cluster = cluster();

@@ -8,25 +8,25 @@
 //! [`GroupReader::shutdown`] or drop. Auto-commit is always off.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Poll;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
+use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{decode_ref, decode_value, Decoded, Decoding, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
-use crate::reader::offsets::OffsetTracker;
+use crate::reader::offsets::{Cursor, OffsetTracker, TrackedPartition};
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
 use crate::warden::validate_topic_name;
@@ -47,8 +47,7 @@ pub enum GroupEvent {
 
 /// State shared by the reader, its acks and librdkafka's callbacks.
 struct Shared {
-    tracker: Mutex<OffsetTracker>,
-    acked: Notify,
+    tracker: OffsetTracker,
     events: mpsc::UnboundedSender<GroupEvent>,
     revoke_grace: Duration,
     /// False for transactional readers, whose offsets commit with the
@@ -56,48 +55,38 @@ struct Shared {
     commits: bool,
 }
 
-impl Shared {
-    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
-        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// Marks one record processed. Dropping it without [`Ack::ack`] leaves the
 /// record uncommitted, so it is read again after a restart or rebalance.
 #[must_use = "a record is committed only once its Ack is acked"]
 pub struct Ack {
-    topic: Arc<str>,
-    partition: i32,
+    /// The record's partition as assigned when it was read: acking touches
+    /// only its offsets (and lock), and a revoke voids it.
+    tracked: Arc<TrackedPartition>,
     offset: i64,
-    generation: u64,
-    shared: Arc<Shared>,
 }
 
 impl Ack {
     /// The record is processed: its offset may now be committed (once every
     /// earlier record of its partition is processed too).
     pub fn ack(self) {
-        let counted = self.shared.tracker().processed(self.generation, self.offset);
-        if !counted {
-            debug!(topic = %self.topic, partition = self.partition, offset = self.offset, "ack for a partition no longer assigned; ignored");
+        if !self.tracked.processed(self.offset) {
+            debug!(ack = ?self, "ack for a partition no longer assigned, or acked before; ignored");
         }
-        // Lock-free when nobody waits; a paused reader finds the permit.
-        self.shared.acked.notify_one();
     }
 
     /// Topic of the record.
     pub fn topic(&self) -> &str {
-        &self.topic
+        self.tracked.topic()
     }
 
     /// Partition of the record.
     pub fn partition(&self) -> i32 {
-        self.partition
+        self.tracked.partition()
     }
 
     /// Topic and partition of the record.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(&*self.topic, self.partition)
+        TopicPartition::new(self.topic(), self.partition())
     }
 
     /// Offset of the record.
@@ -108,7 +97,7 @@ impl Ack {
 
 impl std::fmt::Debug for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Ack({}/{}@{})", self.topic, self.partition, self.offset)
+        write!(f, "Ack({}/{}@{})", self.topic(), self.partition(), self.offset)
     }
 }
 
@@ -158,13 +147,13 @@ impl ConsumerContext for GroupContext {
         // Give in-flight work on these partitions a moment to finish.
         let deadline = Instant::now() + self.shared.revoke_grace;
         block_here(|| {
-            while revoked.iter().map(|tp| self.shared.tracker().pending(tp)).sum::<usize>() > 0
+            while revoked.iter().map(|tp| self.shared.tracker.pending(tp)).sum::<usize>() > 0
                 && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        let offsets = self.shared.tracker().committable(Some(&revoked));
+        let offsets = self.shared.tracker.committable(Some(&revoked));
         if self.shared.commits && !offsets.is_empty() && !consumer.assignment_lost() {
             let res = tpl_of(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync));
             match res {
@@ -172,11 +161,11 @@ impl ConsumerContext for GroupContext {
                 Err(e) => warn!(error = %e, "commit on revoke failed; those records will be read again"),
             }
         }
-        let still_pending: usize = revoked.iter().map(|tp| self.shared.tracker().pending(tp)).sum();
+        let still_pending: usize = revoked.iter().map(|tp| self.shared.tracker.pending(tp)).sum();
         if still_pending > 0 {
             warn!(still_pending, "partitions revoked with unprocessed records; they will be read again");
         }
-        self.shared.tracker().revoke(&revoked);
+        self.shared.tracker.revoke(&revoked);
         let _ = self.shared.events.send(GroupEvent::Revoked(revoked));
     }
 
@@ -185,7 +174,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 let assigned = tps_of(tpl);
                 info!(partitions = ?assigned, "partitions assigned");
-                self.shared.tracker().assign(assigned.iter().cloned());
+                self.shared.tracker.assign(assigned.iter().cloned());
                 let _ = self.shared.events.send(GroupEvent::Assigned(assigned));
             }
             Rebalance::Revoke(_) => {}
@@ -207,7 +196,7 @@ impl ConsumerContext for GroupContext {
                         _ => None,
                     })
                     .collect();
-                self.shared.tracker().committed(&done);
+                self.shared.tracker.committed(&done);
             }
             Err(e) => warn!(error = %e, "offset commit failed; will retry"),
         }
@@ -380,9 +369,9 @@ impl GroupReaderBuilder {
             config.set("auto.offset.reset", self.settings.get("auto.offset.reset").unwrap_or(reset));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let topics: Vec<Arc<str>> = self.topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let shared = Arc::new(Shared {
-            tracker: Mutex::new(OffsetTracker::default()),
-            acked: Notify::new(),
+            tracker: OffsetTracker::new(&topics),
             events: tx,
             revoke_grace: self.revoke_grace,
             commits: !self.transactional,
@@ -390,9 +379,9 @@ impl GroupReaderBuilder {
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(GroupContext { shared: Arc::clone(&shared) })
             .map_err(|source| Error::ClientCreation { role: "consumer", source })?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer
-            .subscribe(&topics)
+            .subscribe(&names)
             .map_err(|source| Error::Subscription { operation: "subscribe", source })?;
         let dead_letter = match &self.on_decode_error {
             OnDecodeError::DeadLetter(topic) => {
@@ -400,13 +389,14 @@ impl GroupReaderBuilder {
             }
             OnDecodeError::Fail => None,
         };
-        info!(group = %self.group_id, ?topics, "joined consumer group");
+        info!(group = %self.group_id, topics = ?names, "joined consumer group");
         Ok(GroupReader {
             consumer: Some(consumer),
             shared,
             events: Some(rx),
             group_id: self.group_id,
-            topics: self.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
+            topics,
+            cursor: Cursor::default(),
             decoding: self.decoding,
             flow: Flow {
                 commit_interval: self.commit_interval,
@@ -453,6 +443,8 @@ pub struct GroupReader {
     /// one topic, a record's topic is known without asking librdkafka for
     /// it (a C string to measure and check as UTF-8 per record).
     topics: Vec<Arc<str>>,
+    /// The assigned partitions as the reader last saw them.
+    cursor: Cursor,
     decoding: Decoding,
     flow: Flow,
     dead_letter: Option<DeadLetter>,
@@ -507,37 +499,38 @@ impl GroupReader {
         let shared = &self.shared;
         let flow = &mut self.flow;
         let topics = &self.topics;
+        let cursor = &mut self.cursor;
         loop {
             flow.commit_if_due(consumer, shared);
             if let Err(e) = flow.apply_backpressure(consumer, shared) {
                 return Some(Err(e));
             }
-            let msg = {
-                let mut recv = std::pin::pin!(consumer.recv());
-                // A record is usually waiting: take it without arming timers.
-                match futures::poll!(recv.as_mut()) {
-                    Poll::Ready(msg) => msg,
+            // A record is usually waiting: take it without an await point,
+            // so this future holds no receive future of its own (a future is
+            // moved by value, with a memcpy, each time a caller wraps it).
+            // Dropping a pending receive loses nothing: records are taken
+            // off librdkafka's queue only when one is returned.
+            let msg = match consumer.recv().now_or_never() {
+                Some(msg) => msg,
+                None => {
                     // Wake up to commit acks that come in while no record
                     // does, and, while partitions are paused, to resume as
-                    // soon as acks come in.
-                    Poll::Pending => {
-                        let commit_at = tokio::time::Instant::from_std(flow.last_commit + flow.commit_interval);
-                        let paused = !flow.paused.is_empty();
-                        // Boxed: waiting is the rare path, and its timer and
-                        // notification would otherwise make every call's
-                        // future several times larger (it is moved by value).
-                        let waited = Box::pin(async move {
-                            tokio::select! {
-                                msg = recv => Some(msg),
-                                _ = shared.acked.notified(), if paused => None,
-                                _ = tokio::time::sleep_until(commit_at), if shared.commits => None,
-                            }
-                        })
-                        .await;
-                        match waited {
-                            Some(msg) => msg,
-                            None => continue,
+                    // soon as acks come in. Boxed: waiting is the rare path,
+                    // and its timer and notification would otherwise make
+                    // every call's future several times larger.
+                    let commit_at = tokio::time::Instant::from_std(flow.last_commit + flow.commit_interval);
+                    let paused = !flow.paused.is_empty();
+                    let waited = Box::pin(async move {
+                        tokio::select! {
+                            msg = consumer.recv() => Some(msg),
+                            _ = shared.tracker.signal().acked(), if paused => None,
+                            _ = tokio::time::sleep_until(commit_at), if shared.commits => None,
                         }
+                    })
+                    .await;
+                    match waited {
+                        Some(msg) => msg,
+                        None => continue,
                     }
                 }
             };
@@ -548,19 +541,13 @@ impl GroupReader {
                         [only] => Some(only),
                         all => all.iter().find(|t| ***t == *msg.topic()),
                     };
-                    let handed = topic.and_then(|topic| shared.tracker().handed_out(topic, partition, offset));
+                    let handed = topic.and_then(|topic| shared.tracker.handed_out(cursor, topic, partition, offset));
                     let (Some(topic), Some(handed)) = (topic, handed) else {
                         debug!(topic = msg.topic(), partition, offset, "record of a partition not (yet) tracked; skipped, it will be read again");
                         continue;
                     };
                     flow.full |= handed.unprocessed >= flow.max_pending;
-                    let ack = Ack {
-                        topic: Arc::clone(topic),
-                        partition,
-                        offset,
-                        generation: handed.generation,
-                        shared: Arc::clone(shared),
-                    };
+                    let ack = Ack { tracked: handed.partition, offset };
                     return Some(Ok((RecordRef::new(msg, topic), ack)));
                 }
                 Err(source) if is_transient(&source) => flow.transient.report(&source),
@@ -645,16 +632,13 @@ impl GroupReader {
     /// Marks a record processed without its [`Ack`], for example to skip an
     /// undecodable record returned in [`Error::Decode`].
     pub fn mark_processed(&self, record: &ConsumedRecord) {
-        let mut tracker = self.shared.tracker();
-        if let Some(handed) = tracker.handed_out(&record.topic, record.partition, record.offset) {
-            tracker.processed(handed.generation, record.offset);
-        }
+        self.shared.tracker.mark_processed(&record.topic, record.partition, record.offset);
     }
 
     /// The offsets that may be committed now: per partition, the first
     /// record not yet processed.
     pub fn processed_offsets(&self) -> Vec<(TopicPartition, i64)> {
-        self.shared.tracker().committable(None)
+        self.shared.tracker.committable(None)
     }
 
     /// The group's metadata, for committing offsets in a transaction.
@@ -669,12 +653,12 @@ impl GroupReader {
 
     /// Partitions assigned to this member now.
     pub fn assignment(&self) -> Vec<TopicPartition> {
-        self.shared.tracker().assigned()
+        self.shared.tracker.assigned()
     }
 
     /// Records handed out and not yet acked.
     pub fn pending(&self) -> usize {
-        self.shared.tracker().total_pending()
+        self.shared.tracker.total_pending()
     }
 
     /// Records sent to the dead-letter topic so far.
@@ -689,13 +673,13 @@ impl GroupReader {
 
     /// Commits every processed offset now and waits for the broker.
     pub async fn commit(&mut self) -> Result<()> {
-        let offsets = self.shared.tracker().committable(None);
+        let offsets = self.shared.tracker.committable(None);
         if offsets.is_empty() || !self.shared.commits {
             return Ok(());
         }
         let tpl = tpl_of(&offsets).map_err(|source| Error::Commit { source })?;
         block_here(|| self.consumer().commit(&tpl, CommitMode::Sync)).map_err(|source| Error::Commit { source })?;
-        self.shared.tracker().committed(&offsets);
+        self.shared.tracker.committed(&offsets);
         self.flow.last_commit = Instant::now();
         Ok(())
     }
@@ -720,7 +704,7 @@ impl Flow {
             return;
         }
         self.last_commit = Instant::now();
-        let offsets = shared.tracker().committable(None);
+        let offsets = shared.tracker.committable(None);
         if offsets.is_empty() {
             return;
         }
@@ -737,18 +721,18 @@ impl Flow {
             return Ok(());
         }
         self.full = false;
-        let assigned: HashSet<TopicPartition> = shared.tracker().assigned().into_iter().collect();
+        // Acks from now on wake the reader, so none that could resume a
+        // partition after the counts below is missed.
+        shared.tracker.signal().set_waiting(true);
+        let assigned: HashSet<TopicPartition> = shared.tracker.assigned().into_iter().collect();
         self.paused.retain(|tp| assigned.contains(tp));
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
-        {
-            let tracker = shared.tracker();
-            for tp in &assigned {
-                let pending = tracker.pending(tp);
-                if !self.paused.contains(tp) && pending >= self.max_pending {
-                    pause.push(tp.clone());
-                } else if self.paused.contains(tp) && pending <= self.max_pending / 2 {
-                    resume.push(tp.clone());
-                }
+        for tp in &assigned {
+            let pending = shared.tracker.pending(tp);
+            if !self.paused.contains(tp) && pending >= self.max_pending {
+                pause.push(tp.clone());
+            } else if self.paused.contains(tp) && pending <= self.max_pending / 2 {
+                resume.push(tp.clone());
             }
         }
         let tpl_for = |tps: &[TopicPartition]| {
@@ -770,6 +754,8 @@ impl Flow {
                 self.paused.remove(tp);
             }
         }
+        // Only a reader with paused partitions waits for acks.
+        shared.tracker.signal().set_waiting(!self.paused.is_empty());
         Ok(())
     }
 }

@@ -1,22 +1,58 @@
 //! Which offsets may be committed: only the contiguous prefix of what the
 //! application marked processed.
 //!
-//! This runs twice per record (handed out, then acked), so it avoids hashing
-//! and allocation: a reader has a handful of partitions, found by a scan, and
-//! each keeps its unprocessed offsets in the order they were handed out.
+//! This runs twice per record (handed out, then acked), so it avoids hashing,
+//! allocation and shared locks: each assigned partition is one
+//! [`TrackedPartition`] with a lock of its own, which the reader keeps a
+//! [`Cursor`] to and every [`Ack`](super::group::Ack) of its records points
+//! at. Handing a record out and acking it each take only that partition's
+//! (uncontended) lock; the tracker's list of partitions is locked only on
+//! rebalances, commits and queries.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{futures::Notified, Notify};
 
 use crate::record::{shared_topic, TopicPartition};
 
-/// Offsets of one assigned partition.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How acks wake a reader that waits for them (while partitions are paused
+/// for backpressure). Only then does an ack notify: otherwise it costs one
+/// flag load.
+#[derive(Debug, Default)]
+pub(crate) struct AckSignal {
+    waiting: AtomicBool,
+    notify: Notify,
+}
+
+impl AckSignal {
+    /// Whether acks should wake the reader. Set it before looking at the
+    /// pending counts the reader will wait on, so no ack is missed.
+    pub(crate) fn set_waiting(&self, yes: bool) {
+        self.waiting.store(yes, Ordering::SeqCst);
+    }
+
+    /// Completes at the next ack while waiting (or at once if one came since
+    /// the last wake-up).
+    pub(crate) fn acked(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    fn ack(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// Offsets of one partition handed out, in order.
 #[derive(Debug)]
-struct PartitionOffsets {
-    topic: Arc<str>,
-    partition: i32,
-    /// Unique per assignment, so acks from before a revoke are ignored.
-    generation: u64,
+struct Window {
     /// Offsets handed out, ascending, from the first unprocessed one; `true`
     /// once processed. Processed offsets at the front are dropped at once.
     window: VecDeque<(i64, bool)>,
@@ -28,137 +64,237 @@ struct PartitionOffsets {
     committed: i64,
 }
 
-impl PartitionOffsets {
-    fn is(&self, topic: &str, partition: i32) -> bool {
-        self.partition == partition && *self.topic == *topic
-    }
-
+impl Window {
     /// The offset to commit: the first unprocessed one, or one past the last
     /// handed out when all are processed.
     fn committable(&self) -> Option<i64> {
         let offset = self.window.front().map_or(self.next, |(o, _)| *o);
         (offset >= 0 && offset > self.committed).then_some(offset)
     }
+}
+
+/// One assigned partition: shared by the tracker, the reader's cursor and
+/// the acks of its records. A new assignment of the same partition is a new
+/// `TrackedPartition`, so acks from before a revoke never touch it.
+#[derive(Debug)]
+pub(crate) struct TrackedPartition {
+    topic: Arc<str>,
+    partition: i32,
+    /// Set on revoke: acks of its records are void from then on.
+    revoked: AtomicBool,
+    offsets: Mutex<Window>,
+    signal: Arc<AckSignal>,
+}
+
+impl TrackedPartition {
+    pub(crate) fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+
+    pub(crate) fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        // The reader's topic names are the tracker's, so the pointers mostly
+        // match and the names need no comparing.
+        self.partition == partition && (std::ptr::eq(self.topic.as_ptr(), topic.as_ptr()) || *self.topic == *topic)
+    }
 
     fn topic_partition(&self) -> TopicPartition {
         TopicPartition::new(&*self.topic, self.partition)
     }
+
+    /// Records that `offset` was handed out; returns the unprocessed records
+    /// of the partition, this one included. An offset handed out before (a
+    /// record read again) keeps its place and state.
+    fn handed_out(&self, offset: i64) -> usize {
+        let mut w = lock(&self.offsets);
+        if offset >= w.next {
+            w.window.push_back((offset, false));
+            w.unprocessed += 1;
+            w.next = offset + 1;
+        }
+        w.unprocessed
+    }
+
+    /// Marks `offset` processed and wakes a waiting reader; false when the
+    /// partition was revoked since (the ack is void) or the offset was
+    /// processed already.
+    pub(crate) fn processed(&self, offset: i64) -> bool {
+        let counted = !self.revoked.load(Ordering::Acquire) && Self::mark(&mut lock(&self.offsets), offset);
+        self.signal.ack();
+        counted
+    }
+
+    fn mark(w: &mut Window, offset: i64) -> bool {
+        // Acks mostly come in order: the front is the usual place.
+        let at = match w.window.front() {
+            Some((o, _)) if *o == offset => 0,
+            _ => match w.window.binary_search_by_key(&offset, |(o, _)| *o) {
+                Ok(at) => at,
+                Err(_) => return false,
+            },
+        };
+        let Some(entry) = w.window.get_mut(at) else { return false };
+        if entry.1 {
+            return false;
+        }
+        entry.1 = true;
+        w.unprocessed -= 1;
+        while w.window.front().is_some_and(|(_, done)| *done) {
+            w.window.pop_front();
+        }
+        true
+    }
+
+    fn pending(&self) -> usize {
+        lock(&self.offsets).unprocessed
+    }
 }
 
 /// What a reader needs to hand a record out.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct HandedOut {
-    /// The generation an ack must quote.
-    pub(crate) generation: u64,
+    /// The record's partition, for its ack.
+    pub(crate) partition: Arc<TrackedPartition>,
     /// Unprocessed records of the partition, this one included.
     pub(crate) unprocessed: usize,
+}
+
+/// The reader's own copy of the assignment, so that handing a record out
+/// takes no tracker lock. Refreshed when a record's partition is not in it
+/// or was revoked.
+#[derive(Debug, Default)]
+pub(crate) struct Cursor {
+    partitions: Vec<Arc<TrackedPartition>>,
+}
+
+impl Cursor {
+    fn position(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.partitions.iter().position(|p| p.is(topic, partition) && !p.revoked.load(Ordering::Relaxed))
+    }
 }
 
 /// Offsets of every assigned partition.
 #[derive(Debug, Default)]
 pub(crate) struct OffsetTracker {
-    partitions: Vec<PartitionOffsets>,
-    generations: u64,
+    partitions: Mutex<Vec<Arc<TrackedPartition>>>,
+    /// Topic names to share with the reader (see [`TrackedPartition::is`]).
+    topics: Vec<Arc<str>>,
+    signal: Arc<AckSignal>,
 }
 
 impl OffsetTracker {
+    /// A tracker whose partitions share these topic names.
+    pub(crate) fn new(topics: &[Arc<str>]) -> Self {
+        OffsetTracker { topics: topics.to_vec(), ..Self::default() }
+    }
+
+    /// How acks wake the reader.
+    pub(crate) fn signal(&self) -> &AckSignal {
+        &self.signal
+    }
+
+    fn list(&self) -> MutexGuard<'_, Vec<Arc<TrackedPartition>>> {
+        lock(&self.partitions)
+    }
+
     /// Starts tracking newly assigned partitions.
-    pub(crate) fn assign(&mut self, tps: impl IntoIterator<Item = TopicPartition>) {
+    pub(crate) fn assign(&self, tps: impl IntoIterator<Item = TopicPartition>) {
+        let mut list = self.list();
         for tp in tps {
-            self.generations += 1;
-            self.partitions.retain(|p| !p.is(&tp.topic, tp.partition));
-            let topic = shared_topic(self.partitions.iter().map(|p| &p.topic), &tp.topic);
-            self.partitions.push(PartitionOffsets {
+            Self::remove(&mut list, &tp);
+            let topic = shared_topic(self.topics.iter().chain(list.iter().map(|p| &p.topic)), &tp.topic);
+            list.push(Arc::new(TrackedPartition {
                 topic,
                 partition: tp.partition,
-                generation: self.generations,
-                window: VecDeque::new(),
-                unprocessed: 0,
-                next: -1,
-                committed: -1,
-            });
+                revoked: AtomicBool::new(false),
+                offsets: Mutex::new(Window { window: VecDeque::new(), unprocessed: 0, next: -1, committed: -1 }),
+                signal: Arc::clone(&self.signal),
+            }));
         }
     }
 
-    /// Stops tracking revoked partitions.
-    pub(crate) fn revoke<'a>(&mut self, tps: impl IntoIterator<Item = &'a TopicPartition>) {
+    fn remove(list: &mut Vec<Arc<TrackedPartition>>, tp: &TopicPartition) {
+        list.retain(|p| {
+            let gone = p.is(&tp.topic, tp.partition);
+            if gone {
+                p.revoked.store(true, Ordering::Release);
+            }
+            !gone
+        });
+    }
+
+    /// Stops tracking revoked partitions; acks of their records become void.
+    pub(crate) fn revoke<'a>(&self, tps: impl IntoIterator<Item = &'a TopicPartition>) {
+        let mut list = self.list();
         for tp in tps {
-            self.partitions.retain(|p| !p.is(&tp.topic, tp.partition));
+            Self::remove(&mut list, tp);
         }
     }
 
-    /// Records that `offset` was handed to the application; `None` for an
-    /// untracked partition. An offset handed out before (a record read
-    /// again) keeps its place and state.
-    pub(crate) fn handed_out(&mut self, topic: &str, partition: i32, offset: i64) -> Option<HandedOut> {
-        let p = self.partitions.iter_mut().find(|p| p.is(topic, partition))?;
-        if offset >= p.next {
-            p.window.push_back((offset, false));
-            p.unprocessed += 1;
-            p.next = offset + 1;
-        }
-        Some(HandedOut { generation: p.generation, unprocessed: p.unprocessed })
+    /// Marks a record processed that may not have been handed out (or was,
+    /// and its ack is elsewhere); false for an untracked partition, or an
+    /// offset processed already.
+    pub(crate) fn mark_processed(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        let Some(tracked) = self.list().iter().find(|p| p.is(topic, partition)).cloned() else { return false };
+        tracked.handed_out(offset);
+        tracked.processed(offset)
     }
 
-    /// Marks `offset` processed; false when it belongs to a revoked
-    /// assignment (its partition moved on; the ack is void) or was
-    /// processed already.
-    pub(crate) fn processed(&mut self, generation: u64, offset: i64) -> bool {
-        let Some(p) = self.partitions.iter_mut().find(|p| p.generation == generation) else { return false };
-        // Acks mostly come in order: the front is the usual place.
-        let at = match p.window.front() {
-            Some((o, _)) if *o == offset => 0,
-            _ => match p.window.binary_search_by_key(&offset, |(o, _)| *o) {
-                Ok(at) => at,
-                Err(_) => return false,
-            },
+    /// Records that `offset` was handed to the application, looking the
+    /// partition up in the reader's `cursor` (refreshed from the tracker when
+    /// needed); `None` for an untracked partition.
+    pub(crate) fn handed_out(&self, cursor: &mut Cursor, topic: &str, partition: i32, offset: i64) -> Option<HandedOut> {
+        let at = match cursor.position(topic, partition) {
+            Some(at) => at,
+            None => {
+                cursor.partitions.clone_from(&self.list());
+                cursor.position(topic, partition)?
+            }
         };
-        let Some(entry) = p.window.get_mut(at) else { return false };
-        if entry.1 {
-            return false;
-        }
-        entry.1 = true;
-        p.unprocessed -= 1;
-        while p.window.front().is_some_and(|(_, done)| *done) {
-            p.window.pop_front();
-        }
-        true
+        let tracked = cursor.partitions.get(at)?;
+        let unprocessed = tracked.handed_out(offset);
+        Some(HandedOut { partition: Arc::clone(tracked), unprocessed })
     }
 
     /// Unprocessed records of `tp`.
     pub(crate) fn pending(&self, tp: &TopicPartition) -> usize {
-        self.partitions.iter().find(|p| p.is(&tp.topic, tp.partition)).map_or(0, |p| p.unprocessed)
+        self.list().iter().find(|p| p.is(&tp.topic, tp.partition)).map_or(0, |p| p.pending())
     }
 
     /// Unprocessed records over all partitions.
     pub(crate) fn total_pending(&self) -> usize {
-        self.partitions.iter().map(|p| p.unprocessed).sum()
+        self.list().iter().map(|p| p.pending()).sum()
     }
 
     /// The offsets to commit now, for `only` these partitions or all.
     pub(crate) fn committable(&self, only: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
         let mut out: Vec<(TopicPartition, i64)> = self
-            .partitions
+            .list()
             .iter()
             .filter(|p| only.is_none_or(|o| o.iter().any(|tp| p.is(&tp.topic, tp.partition))))
-            .filter_map(|p| p.committable().map(|o| (p.topic_partition(), o)))
+            .filter_map(|p| lock(&p.offsets).committable().map(|o| (p.topic_partition(), o)))
             .collect();
         out.sort();
         out
     }
 
     /// Records that these offsets were committed.
-    pub(crate) fn committed(&mut self, offsets: &[(TopicPartition, i64)]) {
+    pub(crate) fn committed(&self, offsets: &[(TopicPartition, i64)]) {
+        let list = self.list();
         for (tp, o) in offsets {
-            if let Some(p) = self.partitions.iter_mut().find(|p| p.is(&tp.topic, tp.partition)) {
-                p.committed = p.committed.max(*o);
+            if let Some(p) = list.iter().find(|p| p.is(&tp.topic, tp.partition)) {
+                let mut w = lock(&p.offsets);
+                w.committed = w.committed.max(*o);
             }
         }
     }
 
     /// Assigned partitions, sorted.
     pub(crate) fn assigned(&self) -> Vec<TopicPartition> {
-        let mut v: Vec<_> = self.partitions.iter().map(PartitionOffsets::topic_partition).collect();
+        let mut v: Vec<_> = self.list().iter().map(|p| p.topic_partition()).collect();
         v.sort();
         v
     }
@@ -172,20 +308,26 @@ mod tests {
         TopicPartition::new("t", p)
     }
 
+    /// Hands `offset` of t/`partition` out through a fresh cursor.
+    fn hand(t: &OffsetTracker, partition: i32, offset: i64) -> HandedOut {
+        t.handed_out(&mut Cursor::default(), "t", partition, offset).unwrap()
+    }
+
     #[test]
     fn commits_only_the_processed_prefix() {
-        let mut t = OffsetTracker::default();
+        let t = OffsetTracker::default();
         t.assign([tp(0)]);
-        let g: Vec<u64> = (10..15).map(|o| t.handed_out("t", 0, o).unwrap().generation).collect();
-        assert!(t.committable(None).is_empty() || t.committable(None) == vec![(tp(0), 10)]);
-        // Out of order: 11 and 13 done; 10 is not, so nothing past 10.
-        assert!(t.processed(g[1], 11));
-        assert!(t.processed(g[3], 13));
+        let mut cursor = Cursor::default();
+        let p: Vec<_> = (10..15).map(|o| t.handed_out(&mut cursor, "t", 0, o).unwrap().partition).collect();
         assert_eq!(t.committable(None), vec![(tp(0), 10)]);
-        assert!(t.processed(g[0], 10));
+        // Out of order: 11 and 13 done; 10 is not, so nothing past 10.
+        assert!(p[1].processed(11));
+        assert!(p[3].processed(13));
+        assert_eq!(t.committable(None), vec![(tp(0), 10)]);
+        assert!(p[0].processed(10));
         assert_eq!(t.committable(None), vec![(tp(0), 12)]);
-        assert!(t.processed(g[2], 12));
-        assert!(t.processed(g[4], 14));
+        assert!(p[2].processed(12));
+        assert!(p[4].processed(14));
         assert_eq!(t.committable(None), vec![(tp(0), 15)]);
         t.committed(&[(tp(0), 15)]);
         assert!(t.committable(None).is_empty());
@@ -194,51 +336,88 @@ mod tests {
 
     #[test]
     fn acks_from_a_revoked_assignment_are_void() {
-        let mut t = OffsetTracker::default();
+        let t = OffsetTracker::default();
         t.assign([tp(0), tp(1)]);
-        let g = t.handed_out("t", 0, 5).unwrap().generation;
+        let mut cursor = Cursor::default();
+        let old = t.handed_out(&mut cursor, "t", 0, 5).unwrap().partition;
         t.revoke(&[tp(0)]);
-        assert!(!t.processed(g, 5));
+        assert!(!old.processed(5));
+        assert!(t.handed_out(&mut cursor, "t", 0, 6).is_none(), "the cursor must not hand out of a revoked partition");
         t.assign([tp(0)]);
-        assert!(!t.processed(g, 5), "old generation must not ack the new assignment");
+        let new = t.handed_out(&mut cursor, "t", 0, 5).unwrap();
+        assert!(!Arc::ptr_eq(&old, &new.partition), "a new assignment is tracked afresh");
+        assert!(!old.processed(5), "an old ack must not ack the new assignment");
+        assert_eq!((new.unprocessed, t.pending(&tp(0))), (1, 1));
         assert_eq!(t.assigned(), vec![tp(0), tp(1)]);
-        assert!(t.handed_out("t", 7, 1).is_none());
+        assert!(t.handed_out(&mut cursor, "t", 7, 1).is_none());
     }
 
     #[test]
     fn a_record_read_again_keeps_its_place_and_double_acks_count_once() {
-        let mut t = OffsetTracker::default();
+        let t = OffsetTracker::default();
         t.assign([tp(0)]);
-        let g = t.handed_out("t", 0, 0).unwrap().generation;
-        t.handed_out("t", 0, 1).unwrap();
+        let p = hand(&t, 0, 0).partition;
+        hand(&t, 0, 1);
         // Offset 0 again (a seek back, or mark_processed of a handed-out
         // record): still one unprocessed record, not two.
-        assert_eq!(t.handed_out("t", 0, 0).unwrap().unprocessed, 2);
-        assert!(t.processed(g, 1));
-        assert!(!t.processed(g, 1), "a second ack of the same offset is not counted");
+        assert_eq!(hand(&t, 0, 0).unprocessed, 2);
+        assert!(p.processed(1));
+        assert!(!p.processed(1), "a second ack of the same offset is not counted");
         assert_eq!(t.pending(&tp(0)), 1);
         assert_eq!(t.committable(None), vec![(tp(0), 0)]);
-        assert!(t.processed(g, 0));
+        assert!(p.processed(0));
         assert_eq!(t.committable(None), vec![(tp(0), 2)]);
         // Long since processed and committed: reading it again changes nothing.
-        t.handed_out("t", 0, 0).unwrap();
-        assert!(!t.processed(g, 0));
+        hand(&t, 0, 0);
+        assert!(!p.processed(0));
         assert_eq!((t.pending(&tp(0)), t.committable(None)), (0, vec![(tp(0), 2)]));
+        // Marked processed without an ack (never handed out): counted once.
+        assert!(t.mark_processed("t", 0, 2));
+        assert!(!t.mark_processed("t", 0, 2));
+        assert!(!t.mark_processed("t", 9, 0), "untracked partition");
+        assert_eq!(t.committable(None), vec![(tp(0), 3)]);
     }
 
     #[test]
     fn partitions_of_two_topics_with_one_number_are_apart() {
-        let mut t = OffsetTracker::default();
-        t.assign([tp(0), tp(1), TopicPartition::new("u", 0)]);
-        let g = t.handed_out("t", 0, 0).unwrap().generation;
-        t.handed_out("t", 1, 0).unwrap();
-        t.handed_out("u", 0, 0).unwrap();
-        assert_eq!(t.total_pending(), 3);
-        assert!(t.processed(g, 0));
-        assert_eq!(t.pending(&TopicPartition::new("u", 0)), 1);
-        // Only t/0 moved on; u/0, the same number in another topic, did not.
+        let t = OffsetTracker::default();
         let u0 = TopicPartition::new("u", 0);
-        assert_eq!(t.committable(None), vec![(tp(0), 1), (tp(1), 0), (u0, 0)]);
+        t.assign([tp(0), tp(1), u0.clone()]);
+        let mut cursor = Cursor::default();
+        let p = t.handed_out(&mut cursor, "t", 0, 0).unwrap().partition;
+        t.handed_out(&mut cursor, "t", 1, 0).unwrap();
+        let u = t.handed_out(&mut cursor, "u", 0, 0).unwrap().partition;
+        assert_eq!((&**u.topic(), u.partition()), ("u", 0));
+        assert_eq!(t.total_pending(), 3);
+        assert!(p.processed(0));
+        assert_eq!(t.pending(&u0), 1);
+        // Only t/0 moved on; u/0, the same number in another topic, did not.
+        assert_eq!(t.committable(None), vec![(tp(0), 1), (tp(1), 0), (u0.clone(), 0)]);
+        assert_eq!(t.committable(Some(std::slice::from_ref(&u0))), vec![(u0, 0)]);
+    }
+
+    #[test]
+    fn partitions_share_the_readers_topic_names() {
+        let topics: Vec<Arc<str>> = vec![Arc::from("t")];
+        let t = OffsetTracker::new(&topics);
+        t.assign([tp(0), tp(1)]);
+        let a = hand(&t, 0, 0).partition;
+        let b = hand(&t, 1, 0).partition;
+        assert!(Arc::ptr_eq(a.topic(), &topics[0]) && Arc::ptr_eq(b.topic(), &topics[0]));
+    }
+
+    #[tokio::test]
+    async fn acks_wake_the_reader_only_while_it_waits() {
+        use futures::FutureExt;
+        let t = OffsetTracker::default();
+        t.assign([tp(0)]);
+        let p = hand(&t, 0, 0).partition;
+        hand(&t, 0, 1);
+        assert!(p.processed(0));
+        assert!(t.signal().acked().now_or_never().is_none(), "an ack while nobody waits leaves no wake-up");
+        t.signal().set_waiting(true);
+        assert!(p.processed(1));
+        assert!(t.signal().acked().now_or_never().is_some(), "an ack while the reader waits wakes it");
     }
 
     #[test]
@@ -246,13 +425,13 @@ mod tests {
         use rand::{seq::SliceRandom, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..50 {
-            let mut t = OffsetTracker::default();
+            let t = OffsetTracker::default();
             t.assign([tp(0)]);
-            let mut offs: Vec<(i64, u64)> = (0..200).map(|o| (o, t.handed_out("t", 0, o).unwrap().generation)).collect();
+            let mut offs: Vec<(i64, Arc<TrackedPartition>)> = (0..200).map(|o| (o, hand(&t, 0, o).partition)).collect();
             offs.shuffle(&mut rng);
             let mut done = std::collections::BTreeSet::new();
-            for (o, g) in offs {
-                t.processed(g, o);
+            for (o, p) in offs {
+                p.processed(o);
                 done.insert(o);
                 if let Some((_, c)) = t.committable(None).first() {
                     assert!((0..*c).all(|x| done.contains(&x)), "committed {c} with a gap");
