@@ -216,6 +216,26 @@ pub fn all(quick: bool) -> Vec<Case> {
     ]
 }
 
+/// The cases `filters` pick (all when there are none): a filter that is a
+/// case's exact name picks that case alone, any other filter every case
+/// whose name contains it.
+pub fn select(cases: Vec<Case>, filters: &[String]) -> Vec<Case> {
+    let exact = |f: &str| cases.iter().any(|c| c.name == f);
+    let picks: Vec<(&str, bool)> = filters.iter().map(|f| (f.as_str(), exact(f))).collect();
+    cases
+        .into_iter()
+        .filter(|c| picks.is_empty() || picks.iter().any(|(f, exact)| if *exact { c.name == *f } else { c.name.contains(f) }))
+        .collect()
+}
+
+/// Gives every case but the latency ones (which run for a time) `records`
+/// records.
+pub fn set_records(cases: &mut [Case], records: u64) {
+    for case in cases.iter_mut().filter(|c| !c.is_latency()) {
+        case.count = records;
+    }
+}
+
 /// One measured run of one case on one side.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
@@ -811,4 +831,32 @@ async fn twitch_latency(ctx: &Ctx, case: &Case, rate: u64, fetch_wait_ms: Option
     let mut lat = consumer.await??;
     let span = meter.stop();
     Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: Some(Latency::from_samples(&mut lat)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cases: &[Case]) -> Vec<&'static str> {
+        cases.iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn an_exact_name_picks_one_case_other_text_every_match() {
+        let pick = |f: &[&str]| names(&select(all(true), &f.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
+        assert_eq!(pick(&["group-read"]), ["group-read"]);
+        assert_eq!(pick(&["group"]), ["group-read", "group-read-owned"]);
+        assert_eq!(pick(&["seed", "latency-fetch10"]), ["seed", "latency-fetch10"]);
+        assert_eq!(pick(&[]).len(), all(true).len());
+        assert!(pick(&["nothing"]).is_empty());
+    }
+
+    #[test]
+    fn records_override_every_case_but_latency() {
+        let mut cases = all(false);
+        set_records(&mut cases, 7);
+        for c in &cases {
+            assert_eq!(c.count == 7, !c.is_latency(), "{}", c.name);
+        }
+    }
 }

@@ -16,7 +16,7 @@ mod target;
 use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 
-use crate::cases::{Case, Side, Tuning};
+use crate::cases::{Side, Tuning};
 use crate::report::{CaseResult, Report};
 use crate::target::Target;
 
@@ -58,9 +58,16 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = TargetArg::Both)]
     target: TargetArg,
 
-    /// Run only cases whose name contains one of these (comma-separated).
+    /// Run only these cases (comma-separated): a case's exact name picks
+    /// that case alone, any other text every case whose name contains it.
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
+
+    /// Records per case instead of each case's own count (not the latency
+    /// cases, which run for a time): more records make instruction counts
+    /// under callgrind per record exact, fewer make a short try.
+    #[arg(long)]
+    records: Option<u64>,
 
     /// Run only one side (for profiling one client); ratios then show NaN.
     #[arg(long, value_enum, default_value_t = SideArg::Both)]
@@ -93,10 +100,10 @@ async fn main() -> Result<()> {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     }
     let rounds = if cli.quick { 1 } else { cli.rounds.max(1) };
-    let cases: Vec<Case> = cases::all(cli.quick)
-        .into_iter()
-        .filter(|c| cli.cases.is_empty() || cli.cases.iter().any(|f| c.name.contains(f.as_str())))
-        .collect();
+    let mut cases = cases::select(cases::all(cli.quick), &cli.cases);
+    if let Some(records) = cli.records {
+        cases::set_records(&mut cases, records.max(1));
+    }
     if cases.is_empty() && !cli.sweep {
         bail!("no case matches --cases {:?}", cli.cases);
     }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Counts what twitch adds per record, in instructions rather than seconds (wall-clock ratios on a
+# small shared machine swing by ±0.15 between runs; instruction counts barely move):
+#
+#   scripts/instructions.sh [--records N] CASE...      e.g. scripts/instructions.sh group-read keyed
+#
+# For each case and side (raw rdkafka, twitch), runs `twitch-bench --quick --records N --side S
+# --cases CASE` under `valgrind --tool=callgrind` and prints the instructions per record of the
+# benchmark task (`run_pass`) minus its prefill, and twitch / raw. librdkafka's own threads are not
+# counted: they run the same code for both sides. N defaults to 20000; fewer records leave more of
+# the fixed costs (consumer creation, group join) in the per-record figure.
+#
+# Uses the brokers in KAFKA_BROKERS, or starts a nisshi broker of its own on the first free port
+# from 19700 and stops it at the end. Needs valgrind (apt install valgrind). Callgrind output stays
+# in target/callgrind/ for callgrind_annotate.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+records=20000
+cases=()
+while (($#)); do
+    case $1 in
+    --records) records=$2; shift 2 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
+    *) cases+=("$1"); shift ;;
+    esac
+done
+if ((${#cases[@]} == 0)); then
+    echo "instructions.sh: name at least one case (twitch-bench --help lists them)" >&2
+    exit 2
+fi
+command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt install valgrind)" >&2; exit 1; }
+
+stop_broker() {
+    local rc=$?
+    scripts/broker.sh stop --port "$port" || true
+    exit "$rc"
+}
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if [[ -z ${KAFKA_BROKERS:-} ]]; then
+    scripts/broker.sh install >/dev/null
+    port=19700
+    while port_in_use "$port"; do port=$((port + 1)); done
+    trap stop_broker EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    scripts/broker.sh start --port "$port" >&2
+    export KAFKA_BROKERS=127.0.0.1:$port
+fi
+
+cargo build --release -p twitch-bench >&2
+out=target/callgrind
+mkdir -p "$out"
+
+# Inclusive instructions of one function of the benchmark, 0 when absent.
+inclusive() {
+    local listing
+    listing=$(callgrind_annotate --inclusive=yes "$1")
+    awk -v f="$2" 'index($0, f) && !n++ { gsub(",", "", $1); print $1 } END { if (!n) print 0 }' <<<"$listing"
+}
+
+printf '| case | records | raw | twitch | twitch / raw |\n|---|---:|---:|---:|---:|\n'
+for case in "${cases[@]}"; do
+    declare -A per=()
+    for side in raw twitch; do
+        file=$out/$case.$side.out
+        echo "instructions.sh: $case, $side side, $records records under callgrind" >&2
+        valgrind --tool=callgrind --callgrind-out-file="$file" ./target/release/twitch-bench \
+            --target broker --quick --records "$records" --side "$side" --cases "$case" >"$out/$case.$side.log" 2>&1 ||
+            { echo "instructions.sh: the bench failed; see $out/$case.$side.log" >&2; exit 1; }
+        loop=$(inclusive "$file" 'twitch_bench::cases::run_pass::{{closure}}')
+        prefill=$(inclusive "$file" 'twitch_bench::cases::prefill::{{closure}}')
+        per[$side]=$(((loop - prefill) / records))
+    done
+    printf '| %s | %s | %s | %s | %s |\n' "$case" "$records" "${per[raw]}" "${per[twitch]}" \
+        "$(awk -v t="${per[twitch]}" -v r="${per[raw]}" 'BEGIN { printf "%.3f", t / r }')"
+done
