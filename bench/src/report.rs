@@ -78,6 +78,26 @@ impl CaseResult {
             t.rps_median / r.rps_median
         }
     }
+
+    /// The same ratio within each round (raw and twitch ran back to back),
+    /// lowest and highest: how much of a difference is the machine's.
+    fn round_ratio_range(&self) -> Option<(f64, f64)> {
+        let one = |r: &Sample, t: &Sample| match (&r.latency, &t.latency) {
+            (Some(r), Some(t)) => r.p99_us / t.p99_us,
+            _ => t.records_per_sec() / r.records_per_sec(),
+        };
+        let ratios: Vec<f64> = self.raw.iter().zip(&self.twitch).map(|(r, t)| one(r, t)).collect();
+        (ratios.len() > 1).then(|| (min(&ratios), max(&ratios)))
+    }
+
+    /// The ratio cell of the twitch row: the ratio, and the range of the
+    /// rounds' own ratios when there are several rounds.
+    fn ratio_cell(&self) -> String {
+        match self.round_ratio_range() {
+            Some((lo, hi)) => format!("**{:.2}** ({lo:.2}..{hi:.2})", self.ratio()),
+            None => format!("**{:.2}**", self.ratio()),
+        }
+    }
 }
 
 /// Which resource a row's number is bound by, from CPU use: this process
@@ -188,7 +208,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch/raw | limit (median CPU use) |"
+            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch/raw (each round's) | limit (median CPU use) |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
         for r in rows {
@@ -200,7 +220,7 @@ impl Report {
             };
             for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
                 let s = CaseResult::summary(samples);
-                let ratio = if side == Side::Twitch { format!("**{:.2}**", r.ratio()) } else { String::new() };
+                let ratio = if side == Side::Twitch { r.ratio_cell() } else { String::new() };
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} x {} | {} | {} | {:.1} | {} | {} |",
@@ -237,13 +257,13 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "| case | side | records | p50 ms | p99 ms (min..max of rounds) | max ms | raw_p99/twitch_p99 (higher = twitch better) | limit |"
+            "| case | side | records | p50 ms | p99 ms (min..max of rounds) | max ms | raw_p99/twitch_p99 (each round's; higher = twitch better) | limit |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
         for r in rows {
             for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
                 let s = CaseResult::summary(samples);
-                let ratio = if side == Side::Twitch { format!("**{:.2}**", r.ratio()) } else { String::new() };
+                let ratio = if side == Side::Twitch { r.ratio_cell() } else { String::new() };
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {:.2} | {:.2} ({:.2}..{:.2}) | {:.2} | {} | {} |",
@@ -334,5 +354,28 @@ mod tests {
         assert_eq!(thousands(999.0), "999");
         assert_eq!(human_bytes(10240), "10 KB");
         assert_eq!(human_bytes(320), "320 B");
+    }
+
+    #[test]
+    fn rounds_ratios_pair_each_rounds_two_sides() {
+        let sample = |millis: u64| Sample {
+            records: 1_000,
+            bytes: 0,
+            span: crate::stats::Span { wall: std::time::Duration::from_millis(millis), ..Default::default() },
+            latency: None,
+        };
+        let case = crate::cases::all(true).remove(0);
+        let mut r = CaseResult::new("broker", case);
+        // Round 1: twitch twice as fast; round 2: half as fast; round 3: equal.
+        for (raw, twitch) in [(100, 50), (100, 200), (80, 80)] {
+            r.push(Side::Raw, sample(raw));
+            r.push(Side::Twitch, sample(twitch));
+        }
+        assert_eq!(r.round_ratio_range(), Some((0.5, 2.0)));
+        // Medians: raw 10,000 rec/s, twitch 12,500.
+        assert_eq!(r.ratio_cell(), "**1.25** (0.50..2.00)");
+        r.raw.truncate(1);
+        r.twitch.truncate(1);
+        assert_eq!(r.ratio_cell(), "**2.00**", "one round has no range");
     }
 }
