@@ -6,7 +6,8 @@
 #
 # For each case and side (raw rdkafka, twitch), runs `twitch-bench --quick --records N --side S
 # --cases CASE` under `valgrind --tool=callgrind` and prints the instructions per record of the
-# benchmark task (`run_pass`) minus its prefill, and twitch / raw. librdkafka's own threads are not
+# benchmark task (`run_pass`) minus its untimed preparation (prefill, and the twitch side's
+# byte count of typed values), and twitch / raw. librdkafka's own threads are not
 # counted: they run the same code for both sides. N defaults to 20000; fewer records leave more of
 # the fixed costs (consumer creation, group join) in the per-record figure.
 #
@@ -72,7 +73,9 @@ for case in "${cases[@]}"; do
             { echo "instructions.sh: the bench failed; see $out/$case.$side.log" >&2; exit 1; }
         loop=$(inclusive "$file" 'twitch_bench::cases::run_pass::{{closure}}')
         prefill=$(inclusive "$file" 'twitch_bench::cases::prefill::{{closure}}')
-        per[$side]=$(((loop - prefill) / records))
+        # The twitch side of the typed cases encodes the values once more, untimed, to count bytes.
+        sizing=$(inclusive "$file" 'twitch_bench::cases::encoded_size')
+        per[$side]=$(((loop - prefill - sizing) / records))
     done
     printf '| %s | %s | %s | %s | %s |\n' "$case" "$records" "${per[raw]}" "${per[twitch]}" \
         "$(awk -v t="${per[twitch]}" -v r="${per[raw]}" 'BEGIN { printf "%.3f", t / r }')"

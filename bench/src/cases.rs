@@ -657,6 +657,20 @@ async fn raw_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> Res
     Ok(Sample { records: case.count, bytes, span: produce + consume, latency: None })
 }
 
+/// Bytes of the values encoded, for the twitch side, whose decoded values
+/// do not keep their payload; counted before the clock starts. Not inlined,
+/// so that scripts/instructions.sh can leave it out of twitch's count.
+#[inline(never)]
+pub fn encoded_size(format: Format, values: &[Reading]) -> Result<u64> {
+    let mut buf = Vec::new();
+    let mut bytes = 0;
+    for v in values {
+        format.encode_into(v, &mut buf)?;
+        bytes += buf.len() as u64;
+    }
+    Ok(bytes)
+}
+
 async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> Result<Sample> {
     let values: Vec<Reading> = (0..case.count).map(Reading::sample).collect();
     let cluster = ctx.cluster()?;
@@ -672,13 +686,7 @@ async fn twitch_typed(ctx: &Ctx, case: &Case, format: Format, headers: bool) -> 
     writer.flush_async().await?;
     let produce = meter.stop();
 
-    // Decoded values do not keep their payload: count the bytes up front.
-    let mut buf = Vec::new();
-    let mut bytes = 0;
-    for v in &values {
-        format.encode_into(v, &mut buf)?;
-        bytes += buf.len() as u64;
-    }
+    let bytes = encoded_size(format, &values)?;
     let mut reader =
         ctx.reader_cluster()?.partition_reader().partition(tp).format(format).typed_headers(headers).build()?;
     // Without headers, values alone (as raw decodes them); with headers, the
