@@ -50,8 +50,6 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 /// Delivery reports land here, on librdkafka's polling thread.
 #[derive(Default)]
 struct DeliveryTracker {
-    /// Records handed to librdkafka.
-    queued: AtomicU64,
     /// Delivery reports received, successes and failures.
     reported: AtomicU64,
     delivered: AtomicU64,
@@ -68,11 +66,11 @@ struct DeliveryTracker {
 }
 
 impl DeliveryTracker {
-    /// Every record handed to librdkafka has its delivery report. Counted
-    /// here rather than asked of librdkafka, which still counts a record
-    /// while its report is being handled.
-    fn all_reported(&self) -> bool {
-        self.reported.load(Ordering::SeqCst) >= self.queued.load(Ordering::SeqCst)
+    /// Every one of the `queued` records handed to librdkafka has its
+    /// delivery report. Counted here rather than asked of librdkafka, which
+    /// still counts a record while its report is being handled.
+    fn all_reported(&self, queued: u64) -> bool {
+        self.reported.load(Ordering::SeqCst) >= queued
     }
 }
 
@@ -162,6 +160,9 @@ struct WriterCore {
     max_message_bytes: usize,
     /// Reused encode buffer for typed sends.
     buf: Vec<u8>,
+    /// Records handed to librdkafka. Only the writer's own (`&mut`) sends
+    /// count them, so it needs no atomic.
+    queued: u64,
     /// A flush already timed out: dropping the writer does not wait again.
     gave_up: AtomicBool,
 }
@@ -189,6 +190,7 @@ impl WriterCore {
             flush_timeout: DEFAULT_FLUSH_TIMEOUT,
             max_message_bytes,
             buf: Vec::new(),
+            queued: 0,
             gave_up: AtomicBool::new(false),
         })
     }
@@ -213,50 +215,63 @@ impl WriterCore {
     }
 
     /// Queues one record, waiting while librdkafka's queue is full.
-    async fn enqueue(&self, out: Outgoing<'_>) -> Result<()> {
+    async fn enqueue(&mut self, out: Outgoing<'_>) -> Result<()> {
         let size = out.size();
         if size > self.max_message_bytes {
             return Err(Error::RecordTooLarge { size, limit: self.max_message_bytes });
         }
         let partition = out.partition;
-        let mut base = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(out.payload);
-        if let Some(key) = out.key {
-            base = base.key(key);
-        }
-        if let Some(p) = partition {
-            base = base.partition(p);
-        }
-        if let Some(ts) = out.timestamp {
-            base = base.timestamp(ts);
-        }
         let format = out.format.map(|f| (FORMAT_HEADER, f.name()));
-        if let Some(h) = rd_headers(out.headers, format) {
-            base = base.headers(h);
-        }
-        loop {
-            match self.producer.send(base) {
-                Ok(()) => {
-                    self.tracker().queued.fetch_add(1, Ordering::SeqCst);
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    base = back;
-                    let producer = &self.producer;
-                    // Wait for at least one delivery report, then retry.
-                    let before = self.tracker().reported.load(Ordering::SeqCst);
-                    self.wait_for_deliveries(before + 1, Duration::from_millis(20), || {
-                        self.tracker().reported.load(Ordering::Acquire) != before || producer.in_flight_count() == 0
-                    })
-                    .await;
-                    // The safety-net timeout also ends the wait, which is fine: retry.
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
-                    return Err(Error::RecordTooLarge { size, limit: self.max_message_bytes });
-                }
-                Err((source, _)) => {
-                    return Err(Error::Produce { topic: self.topic.clone(), partition, source });
-                }
+        let headers = if out.headers.is_empty() && format.is_none() { None } else { rd_headers(out.headers, format) };
+        let base = BaseRecord {
+            topic: &self.topic,
+            partition,
+            payload: Some(out.payload),
+            key: out.key,
+            timestamp: out.timestamp,
+            headers,
+            delivery_opaque: (),
+        };
+        // Sent at once unless the queue is full; the waiting is boxed, so
+        // that the future of every send stays small (it is moved by value).
+        match self.producer.send(base) {
+            Ok(()) => {}
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Box::pin(self.enqueue_when_room(back, size)).await?;
             }
+            Err((source, _)) => return Err(self.send_error(source, partition, size)),
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Sends a record that found librdkafka's queue full, waiting for room.
+    async fn enqueue_when_room(&self, mut base: BaseRecord<'_, [u8], [u8]>, size: usize) -> Result<()> {
+        let partition = base.partition;
+        loop {
+            let producer = &self.producer;
+            // Wait for at least one delivery report, then retry.
+            let before = self.tracker().reported.load(Ordering::SeqCst);
+            self.wait_for_deliveries(before + 1, Duration::from_millis(20), || {
+                self.tracker().reported.load(Ordering::Acquire) != before || producer.in_flight_count() == 0
+            })
+            .await;
+            // The safety-net timeout also ends the wait, which is fine: retry.
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => base = back,
+                Err((source, _)) => return Err(self.send_error(source, partition, size)),
+            }
+        }
+    }
+
+    /// The error of a send librdkafka refused.
+    fn send_error(&self, source: KafkaError, partition: Option<i32>, size: usize) -> Error {
+        match source {
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                Error::RecordTooLarge { size, limit: self.max_message_bytes }
+            }
+            source => Error::Produce { topic: self.topic.clone(), partition, source },
         }
     }
 
@@ -290,13 +305,13 @@ impl WriterCore {
         let tracker = self.tracker();
         let timed_out = block_here(|| {
             self.send_lingering();
-            let target = tracker.queued.load(Ordering::SeqCst);
+            let target = self.queued;
             let mut guard = tracker.lock.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
                 // Re-armed on every turn: a stale, lower target may have
                 // used up the wake-up.
                 tracker.wake_at.fetch_min(target, Ordering::SeqCst);
-                if tracker.all_reported() {
+                if tracker.all_reported(target) {
                     return false;
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -320,9 +335,9 @@ impl WriterCore {
         let tracker = self.tracker();
         let mut timed_out = false;
         self.send_lingering();
-        let target = tracker.queued.load(Ordering::SeqCst);
+        let target = self.queued;
         self.wait_for_deliveries(target, Duration::from_millis(50), || {
-            let done = tracker.all_reported();
+            let done = tracker.all_reported(target);
             timed_out = !done && Instant::now() >= deadline;
             done || timed_out
         })
@@ -466,7 +481,7 @@ impl PartitionWriter {
     /// Queues a record for the partition; waits only while the send queue is
     /// full. The payload goes out byte for byte.
     pub async fn produce(&mut self, record: Record) -> Result<()> {
-        self.produce_ref(&record).await
+        self.core.enqueue(Outgoing::record(Some(self.partition), &record)).await
     }
 
     /// Same as [`produce`](Self::produce), without taking the record:
