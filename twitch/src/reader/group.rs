@@ -500,7 +500,7 @@ impl GroupReader {
         let flow = &mut self.flow;
         let topics = &self.topics;
         let cursor = &mut self.cursor;
-        loop {
+        'next: loop {
             flow.commit_if_due(consumer, shared);
             if let Err(e) = flow.apply_backpressure(consumer, shared) {
                 return Some(Err(e));
@@ -510,28 +510,31 @@ impl GroupReader {
             // moved by value, with a memcpy, each time a caller wraps it).
             // Dropping a pending receive loses nothing: records are taken
             // off librdkafka's queue only when one is returned.
-            let msg = match consumer.recv().now_or_never() {
-                Some(msg) => msg,
-                None => {
-                    // Wake up to commit acks that come in while no record
-                    // does, and, while partitions are paused, to resume as
-                    // soon as acks come in. Boxed: waiting is the rare path,
-                    // and its timer and notification would otherwise make
-                    // every call's future several times larger.
-                    let commit_at = tokio::time::Instant::from_std(flow.last_commit + flow.commit_interval);
-                    let paused = !flow.paused.is_empty();
-                    let waited = Box::pin(async move {
-                        tokio::select! {
-                            msg = consumer.recv() => Some(msg),
-                            _ = shared.tracker.signal().acked(), if paused => None,
-                            _ = tokio::time::sleep_until(commit_at), if shared.commits => None,
-                        }
-                    })
-                    .await;
-                    match waited {
-                        Some(msg) => msg,
-                        None => continue,
+            let msg = 'received: {
+                // (A statement of its own, so that its result is gone before
+                // the wait below and is not kept in this future.)
+                if let Some(msg) = consumer.recv().now_or_never() {
+                    break 'received msg;
+                }
+                // Wake up to commit acks that come in while no record does,
+                // and, while partitions are paused, to resume as soon as
+                // acks come in. Boxed, and so is what it returns: waiting is
+                // the rare path, and its timer, notification and result
+                // would otherwise make every call's future several times
+                // larger.
+                let commit_at = tokio::time::Instant::from_std(flow.last_commit + flow.commit_interval);
+                let paused = !flow.paused.is_empty();
+                let waited = Box::pin(async move {
+                    tokio::select! {
+                        msg = consumer.recv() => Some(Box::new(msg)),
+                        _ = shared.tracker.signal().acked(), if paused => None,
+                        _ = tokio::time::sleep_until(commit_at), if shared.commits => None,
                     }
+                })
+                .await;
+                match waited {
+                    Some(msg) => *msg,
+                    None => continue 'next,
                 }
             };
             match msg {
