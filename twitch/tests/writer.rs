@@ -9,6 +9,7 @@ use futures::StreamExt;
 use twitch::codec::{Format, FORMAT_HEADER};
 use twitch::partitioner::partition_for_key;
 use twitch::warden::KafkaCluster;
+use rdkafka::types::RDKafkaErrorCode;
 use twitch::{ConsumedRecord, Error, Record, TopicPartition};
 
 /// Reads every record of `partitions` of `topic` from the beginning.
@@ -105,18 +106,33 @@ async fn produce_waits_when_the_queue_is_full_instead_of_failing() {
 async fn failed_deliveries_come_back_with_their_records() {
     let cluster = KafkaCluster::builder(common::brokers()).set("message.timeout.ms", "3000").build().unwrap();
     let topic = topic(&cluster, "writer-fail", 1).await;
-    // Partition 7 does not exist.
-    let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 7)).unwrap();
-    writer.produce(Record::new(b"lost?".to_vec()).with_key("k")).await.unwrap();
-    match writer.flush_async().await {
-        Err(Error::Delivery { failures }) => {
-            assert_eq!(failures.len(), 1);
-            assert_eq!(failures[0].record.payload, b"lost?");
-            assert_eq!(failures[0].record.key.as_deref(), Some(&b"k"[..]));
-            assert_eq!(failures[0].topic, topic);
+    // Partition 7 does not exist. Usually librdkafka learns that only after
+    // the record is queued, and it comes back from the flush; when it knows
+    // the topic's partitions already, `produce` refuses the record at once.
+    // Both are clear; the loop makes sure the delivery path is the one tested.
+    for _ in 0..5 {
+        let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 7)).unwrap();
+        match writer.produce(Record::new(b"lost?".to_vec()).with_key("k")).await {
+            Ok(()) => {}
+            Err(e @ Error::Produce { partition: Some(7), .. }) => {
+                assert_eq!(e.kafka_code(), Some(RDKafkaErrorCode::UnknownPartition), "{e}");
+                assert_eq!(writer.in_flight(), 0, "a refused record is not queued");
+                continue;
+            }
+            Err(other) => panic!("expected the record queued or refused as UnknownPartition, got {other:?}"),
         }
-        other => panic!("expected a delivery error, got {other:?}"),
+        match writer.flush_async().await {
+            Err(Error::Delivery { failures }) => {
+                assert_eq!(failures.len(), 1);
+                assert_eq!(failures[0].record.payload, b"lost?");
+                assert_eq!(failures[0].record.key.as_deref(), Some(&b"k"[..]));
+                assert_eq!(failures[0].topic, topic);
+                return;
+            }
+            other => panic!("expected a delivery error, got {other:?}"),
+        }
     }
+    panic!("five writers in a row had the record refused at once; the delivery path went untested");
 }
 
 #[tokio::test(flavor = "multi_thread")]
