@@ -71,7 +71,12 @@ impl CaseResult {
     /// twitch/raw of the median throughput; for latency cases raw p99 /
     /// twitch p99. Higher is better for twitch either way.
     pub fn ratio(&self) -> f64 {
-        let (r, t) = (Self::summary(&self.raw), Self::summary(&self.twitch));
+        self.ratio_of(&self.raw, &self.twitch)
+    }
+
+    /// [`ratio`](Self::ratio) over these samples of each side.
+    fn ratio_of(&self, raw: &[Sample], twitch: &[Sample]) -> f64 {
+        let (r, t) = (Self::summary(raw), Self::summary(twitch));
         if self.case.is_latency() {
             r.p99_ms / t.p99_ms
         } else {
@@ -82,11 +87,12 @@ impl CaseResult {
     /// The same ratio within each round (raw and twitch ran back to back),
     /// lowest and highest: how much of a difference is the machine's.
     fn round_ratio_range(&self) -> Option<(f64, f64)> {
-        let one = |r: &Sample, t: &Sample| match (&r.latency, &t.latency) {
-            (Some(r), Some(t)) => r.p99_us / t.p99_us,
-            _ => t.records_per_sec() / r.records_per_sec(),
-        };
-        let ratios: Vec<f64> = self.raw.iter().zip(&self.twitch).map(|(r, t)| one(r, t)).collect();
+        let ratios: Vec<f64> = self
+            .raw
+            .iter()
+            .zip(&self.twitch)
+            .map(|(r, t)| self.ratio_of(std::slice::from_ref(r), std::slice::from_ref(t)))
+            .collect();
         (ratios.len() > 1).then(|| (min(&ratios), max(&ratios)))
     }
 
