@@ -12,13 +12,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Stops the broker that this script started, keeping the exit code.
-stop_broker() {
-    local rc=$?
-    scripts/broker.sh stop --port "$port" || true
-    exit "$rc"
-}
-step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
+source scripts/lib.sh
 port=9092
 
 if [[ -n ${KAFKA_BROKERS:-} ]]; then
@@ -28,12 +22,7 @@ elif scripts/broker.sh status --port "$port" >/dev/null; then
     export KAFKA_BROKERS=127.0.0.1:$port
 else
     step "installing and starting a nisshi broker on 127.0.0.1:$port"
-    scripts/broker.sh install >/dev/null
-    trap stop_broker EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    scripts/broker.sh start --port "$port"
-    export KAFKA_BROKERS=127.0.0.1:$port
+    start_own_broker "$port"
 fi
 
 step "cargo build --release --workspace"

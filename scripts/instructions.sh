@@ -12,7 +12,7 @@
 # the fixed costs (consumer creation, group join) in the per-record figure.
 #
 # Uses the brokers in KAFKA_BROKERS, or starts a nisshi broker of its own on the first free port
-# from 19700 and stops it at the end. Needs valgrind (apt install valgrind). Callgrind output stays
+# from 19800 and stops it at the end. Needs valgrind (apt install valgrind). Callgrind output stays
 # in target/callgrind/ for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,22 +33,10 @@ if ((${#cases[@]} == 0)); then
 fi
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed (apt install valgrind)" >&2; exit 1; }
 
-stop_broker() {
-    local rc=$?
-    scripts/broker.sh stop --port "$port" || true
-    exit "$rc"
-}
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
+source scripts/lib.sh
 if [[ -z ${KAFKA_BROKERS:-} ]]; then
-    scripts/broker.sh install >/dev/null
-    port=19700
-    while port_in_use "$port"; do port=$((port + 1)); done
-    trap stop_broker EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    scripts/broker.sh start --port "$port" >&2
-    export KAFKA_BROKERS=127.0.0.1:$port
+    # (From 19800: the reliability tests use 19700 to 19702.)
+    start_own_broker "$(free_port 19800)"
 fi
 
 cargo build --release -p twitch-bench >&2

@@ -17,14 +17,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Stops the broker that this script started, keeping the exit code.
-stop_broker() {
-    local rc=$?
-    scripts/broker.sh stop --port "$port" || true
-    exit "$rc"
-}
-step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+source scripts/lib.sh
 
 # The seed text (examples/build.rs compiles its producer unchanged) lives beside the
 # repository, in ../shared/seeds. A local clone made elsewhere finds it beside the
@@ -46,14 +39,7 @@ if [[ -n ${KAFKA_BROKERS:-} ]]; then
     step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
 else
     step "starting a nisshi broker"
-    scripts/broker.sh install >/dev/null
-    port=${TWITCH_TEST_PORT:-19092}
-    while port_in_use "$port"; do port=$((port + 1)); done
-    trap stop_broker EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    scripts/broker.sh start --port "$port"
-    export KAFKA_BROKERS=127.0.0.1:$port
+    start_own_broker "$(free_port "${TWITCH_TEST_PORT:-19092}")"
 fi
 
 step "cargo test --workspace --all-targets (KAFKA_BROKERS=$KAFKA_BROKERS)"
