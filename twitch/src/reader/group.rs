@@ -727,15 +727,14 @@ impl Flow {
         // Acks from now on wake the reader, so none that could resume a
         // partition after the counts below is missed.
         shared.tracker.signal().set_waiting(true);
-        let assigned: HashSet<TopicPartition> = shared.tracker.assigned().into_iter().collect();
-        self.paused.retain(|tp| assigned.contains(tp));
+        let assigned = shared.tracker.pending_by_partition();
+        self.paused.retain(|tp| assigned.iter().any(|(a, _)| a == tp));
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
-        for tp in &assigned {
-            let pending = shared.tracker.pending(tp);
-            if !self.paused.contains(tp) && pending >= self.max_pending {
-                pause.push(tp.clone());
-            } else if self.paused.contains(tp) && pending <= self.max_pending / 2 {
-                resume.push(tp.clone());
+        for (tp, pending) in assigned {
+            if !self.paused.contains(&tp) && pending >= self.max_pending {
+                pause.push(tp);
+            } else if self.paused.contains(&tp) && pending <= self.max_pending / 2 {
+                resume.push(tp);
             }
         }
         let tpl_for = |tps: &[TopicPartition]| {

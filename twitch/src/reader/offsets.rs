@@ -264,6 +264,11 @@ impl OffsetTracker {
         self.list().iter().find(|p| p.is(&tp.topic, tp.partition)).map_or(0, |p| p.pending())
     }
 
+    /// Every assigned partition with its unprocessed records.
+    pub(crate) fn pending_by_partition(&self) -> Vec<(TopicPartition, usize)> {
+        self.list().iter().map(|p| (p.topic_partition(), p.pending())).collect()
+    }
+
     /// Unprocessed records over all partitions.
     pub(crate) fn total_pending(&self) -> usize {
         self.list().iter().map(|p| p.pending()).sum()
@@ -390,6 +395,9 @@ mod tests {
         assert_eq!((&**u.topic(), u.partition()), ("u", 0));
         assert_eq!(t.total_pending(), 3);
         assert!(p.processed(0));
+        let mut by_partition = t.pending_by_partition();
+        by_partition.sort();
+        assert_eq!(by_partition, vec![(tp(0), 0), (tp(1), 1), (u0.clone(), 1)]);
         assert_eq!(t.pending(&u0), 1);
         // Only t/0 moved on; u/0, the same number in another topic, did not.
         assert_eq!(t.committable(None), vec![(tp(0), 1), (tp(1), 0), (u0.clone(), 0)]);
