@@ -702,10 +702,15 @@ impl GroupReader {
 }
 
 impl Flow {
+    #[inline]
     fn commit_if_due(&mut self, consumer: &StreamConsumer<GroupContext>, shared: &Shared) {
-        if !shared.commits || self.last_commit.elapsed() < self.commit_interval {
-            return;
+        if shared.commits && self.last_commit.elapsed() >= self.commit_interval {
+            self.commit_now(consumer, shared);
         }
+    }
+
+    #[cold]
+    fn commit_now(&mut self, consumer: &StreamConsumer<GroupContext>, shared: &Shared) {
         self.last_commit = Instant::now();
         let offsets = shared.tracker.committable(None);
         if offsets.is_empty() {
@@ -717,12 +722,18 @@ impl Flow {
         }
     }
 
+    #[inline]
     fn apply_backpressure(&mut self, consumer: &StreamConsumer<GroupContext>, shared: &Shared) -> Result<()> {
         // The common case, without a lock: nothing paused, and no partition
         // reached the limit since the last look.
         if self.paused.is_empty() && !self.full {
             return Ok(());
         }
+        self.pause_or_resume(consumer, shared)
+    }
+
+    #[cold]
+    fn pause_or_resume(&mut self, consumer: &StreamConsumer<GroupContext>, shared: &Shared) -> Result<()> {
         self.full = false;
         // Acks from now on wake the reader, so none that could resume a
         // partition after the counts below is missed.

@@ -3,14 +3,16 @@
 //!
 //! This runs twice per record (handed out, then acked), so it avoids hashing,
 //! allocation and shared locks: each assigned partition is one
-//! [`TrackedPartition`] with a lock of its own, which the reader keeps a
-//! [`Cursor`] to and every [`Ack`](super::group::Ack) of its records points
-//! at. Handing a record out and acking it each take only that partition's
-//! (uncontended) lock; the tracker's list of partitions is locked only on
-//! rebalances, commits and queries.
+//! [`TrackedPartition`], which the reader keeps a [`Cursor`] to and every
+//! [`Ack`](super::group::Ack) of its records points at. The record handed out
+//! last sits in a lock-free slot of its partition; a record acked before the
+//! next one is read (the usual loop) never takes a lock. Only records still
+//! unacked when the next one is handed out go to the partition's window,
+//! behind its (uncontended) lock. The tracker's list of partitions is locked
+//! only on rebalances, commits and queries.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{futures::Notified, Notify};
@@ -50,26 +52,41 @@ impl AckSignal {
     }
 }
 
-/// Offsets of one partition handed out, in order.
+/// Offsets of one partition handed out before the one in its slot and not
+/// yet processed when it was handed out, in order.
 #[derive(Debug)]
 struct Window {
-    /// Offsets handed out, ascending, from the first unprocessed one; `true`
-    /// once processed. Processed offsets at the front are dropped at once.
+    /// Offsets, ascending, from the first unprocessed one; `true` once
+    /// processed. Processed offsets at the front are dropped at once.
     window: VecDeque<(i64, bool)>,
-    /// Unprocessed offsets in `window`.
-    unprocessed: usize,
-    /// One past the highest offset handed out (-1 before the first).
-    next: i64,
     /// Last offset committed (or to be committed) by us (-1 for none).
     committed: i64,
 }
 
-impl Window {
-    /// The offset to commit: the first unprocessed one, or one past the last
-    /// handed out when all are processed.
-    fn committable(&self) -> Option<i64> {
-        let offset = self.window.front().map_or(self.next, |(o, _)| *o);
-        (offset >= 0 && offset > self.committed).then_some(offset)
+/// The slot of the record handed out last: `offset << 1 | acked`, or
+/// [`Slot::EMPTY`] before the first.
+struct Slot;
+
+impl Slot {
+    const EMPTY: u64 = u64::MAX;
+    const ACKED: u64 = 1;
+
+    fn unacked(offset: i64) -> u64 {
+        // Offsets handed out are never negative.
+        (offset as u64) << 1
+    }
+
+    fn offset(slot: u64) -> i64 {
+        (slot >> 1) as i64
+    }
+
+    fn is_acked(slot: u64) -> bool {
+        slot & Self::ACKED != 0
+    }
+
+    /// Whether the slot's record still counts as unprocessed.
+    fn pending(slot: u64) -> bool {
+        slot != Self::EMPTY && !Self::is_acked(slot)
     }
 }
 
@@ -82,11 +99,30 @@ pub(crate) struct TrackedPartition {
     partition: i32,
     /// Set on revoke: acks of its records are void from then on.
     revoked: AtomicBool,
+    /// The record handed out last (see [`Slot`]): the reader moves it on,
+    /// its ack marks it acked, both without a lock while nothing else is
+    /// unacked. Moved on under `offsets`' lock when its record is unacked,
+    /// so that an ack that misses it finds the record in the window.
+    last: AtomicU64,
+    /// Unprocessed offsets in `offsets` (written under its lock).
+    windowed: AtomicUsize,
     offsets: Mutex<Window>,
     signal: Arc<AckSignal>,
 }
 
 impl TrackedPartition {
+    fn new(topic: Arc<str>, partition: i32, signal: Arc<AckSignal>) -> Self {
+        TrackedPartition {
+            topic,
+            partition,
+            revoked: AtomicBool::new(false),
+            last: AtomicU64::new(Slot::EMPTY),
+            windowed: AtomicUsize::new(0),
+            offsets: Mutex::new(Window { window: VecDeque::new(), committed: -1 }),
+            signal,
+        }
+    }
+
     pub(crate) fn topic(&self) -> &Arc<str> {
         &self.topic
     }
@@ -109,25 +145,49 @@ impl TrackedPartition {
     /// of the partition, this one included. An offset handed out before (a
     /// record read again) keeps its place and state.
     fn handed_out(&self, offset: i64) -> usize {
-        let mut w = lock(&self.offsets);
-        if offset >= w.next {
-            w.window.push_back((offset, false));
-            w.unprocessed += 1;
-            w.next = offset + 1;
+        let last = self.last.load(Ordering::Acquire);
+        let newer = last == Slot::EMPTY || offset > Slot::offset(last);
+        // The usual case: the record before was acked (or there was none),
+        // so nothing needs to move to the window. An ack changes only an
+        // unacked slot, so the exchange fails only if another hand-out
+        // raced this one; then it takes the locked way.
+        if newer
+            && !Slot::pending(last)
+            && self.last.compare_exchange(last, Slot::unacked(offset), Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            return self.windowed.load(Ordering::Relaxed) + 1;
         }
-        w.unprocessed
+        let mut w = lock(&self.offsets);
+        let last = self.last.load(Ordering::Acquire);
+        if last == Slot::EMPTY || offset > Slot::offset(last) {
+            // Under the lock: an ack that misses the slot from now on looks
+            // for its record in the window, and so waits for this push.
+            let before = self.last.swap(Slot::unacked(offset), Ordering::AcqRel);
+            if Slot::pending(before) {
+                w.window.push_back((Slot::offset(before), false));
+                self.windowed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.windowed.load(Ordering::Relaxed) + usize::from(Slot::pending(self.last.load(Ordering::Acquire)))
     }
 
     /// Marks `offset` processed and wakes a waiting reader; false when the
     /// partition was revoked since (the ack is void) or the offset was
     /// processed already.
     pub(crate) fn processed(&self, offset: i64) -> bool {
-        let counted = !self.revoked.load(Ordering::Acquire) && Self::mark(&mut lock(&self.offsets), offset);
+        let counted = !self.revoked.load(Ordering::Acquire) && {
+            let slot = Slot::unacked(offset);
+            // Acked before the next record was read: the slot's alone.
+            self.last.compare_exchange(slot, slot | Slot::ACKED, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                || self.mark(&mut lock(&self.offsets), offset)
+        };
         self.signal.ack();
         counted
     }
 
-    fn mark(w: &mut Window, offset: i64) -> bool {
+    /// Marks `offset` processed in the window (where the reader put it, under
+    /// this lock, when it moved the slot on).
+    fn mark(&self, w: &mut Window, offset: i64) -> bool {
         // Acks mostly come in order: the front is the usual place.
         let at = match w.window.front() {
             Some((o, _)) if *o == offset => 0,
@@ -141,7 +201,7 @@ impl TrackedPartition {
             return false;
         }
         entry.1 = true;
-        w.unprocessed -= 1;
+        self.windowed.fetch_sub(1, Ordering::Relaxed);
         while w.window.front().is_some_and(|(_, done)| *done) {
             w.window.pop_front();
         }
@@ -149,7 +209,22 @@ impl TrackedPartition {
     }
 
     fn pending(&self) -> usize {
-        lock(&self.offsets).unprocessed
+        let _w = lock(&self.offsets);
+        self.windowed.load(Ordering::Relaxed) + usize::from(Slot::pending(self.last.load(Ordering::Acquire)))
+    }
+
+    /// The offset to commit: the first unprocessed one, or one past the last
+    /// handed out when all are processed; `None` when that is committed
+    /// already or nothing was handed out.
+    fn committable(&self) -> Option<i64> {
+        let w = lock(&self.offsets);
+        let last = self.last.load(Ordering::Acquire);
+        let offset = match w.window.front() {
+            Some((o, _)) => *o,
+            None if last == Slot::EMPTY => return None,
+            None => Slot::offset(last) + i64::from(Slot::is_acked(last)),
+        };
+        (offset > w.committed).then_some(offset)
     }
 }
 
@@ -206,13 +281,7 @@ impl OffsetTracker {
         for tp in tps {
             Self::remove(&mut list, &tp);
             let topic = shared_topic(self.topics.iter().chain(list.iter().map(|p| &p.topic)), &tp.topic);
-            list.push(Arc::new(TrackedPartition {
-                topic,
-                partition: tp.partition,
-                revoked: AtomicBool::new(false),
-                offsets: Mutex::new(Window { window: VecDeque::new(), unprocessed: 0, next: -1, committed: -1 }),
-                signal: Arc::clone(&self.signal),
-            }));
+            list.push(Arc::new(TrackedPartition::new(topic, tp.partition, Arc::clone(&self.signal))));
         }
     }
 
@@ -280,7 +349,7 @@ impl OffsetTracker {
             .list()
             .iter()
             .filter(|p| only.is_none_or(|o| o.iter().any(|tp| p.is(&tp.topic, tp.partition))))
-            .filter_map(|p| lock(&p.offsets).committable().map(|o| (p.topic_partition(), o)))
+            .filter_map(|p| p.committable().map(|o| (p.topic_partition(), o)))
             .collect();
         out.sort();
         out
@@ -426,6 +495,77 @@ mod tests {
         t.signal().set_waiting(true);
         assert!(p.processed(1));
         assert!(t.signal().acked().now_or_never().is_some(), "an ack while the reader waits wakes it");
+    }
+
+    #[test]
+    fn concurrent_acks_never_commit_an_unprocessed_offset() {
+        use std::collections::BTreeSet;
+        use std::sync::mpsc;
+        // The reader hands out every third offset (gaps, as transaction
+        // markers leave) while two threads ack them, in order or late, and a
+        // third asks what to commit: each answer must have every offset
+        // handed out below it acked.
+        const LAST: i64 = 30_000;
+        let t = Arc::new(OffsetTracker::default());
+        t.assign([tp(0)]);
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let (txs, ackers): (Vec<_>, Vec<_>) = (0..2)
+            .map(|n| {
+                let (tx, rx) = mpsc::channel::<(Arc<TrackedPartition>, i64)>();
+                let acked = Arc::clone(&acked);
+                let acker = std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    let ack = |(p, o): (Arc<TrackedPartition>, i64)| {
+                        lock(&acked).insert(o);
+                        assert!(p.processed(o), "ack of {o} not counted");
+                    };
+                    for (p, o) in rx {
+                        // The second thread holds some acks back a while.
+                        if n == 1 && o % 7 == 0 {
+                            held.push((p, o));
+                            if held.len() == 20 {
+                                held.drain(..).for_each(ack);
+                            }
+                        } else {
+                            ack((p, o));
+                        }
+                    }
+                    held.into_iter().for_each(ack);
+                });
+                (tx, acker)
+            })
+            .unzip();
+        let done = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let (t, acked, done) = (Arc::clone(&t), Arc::clone(&acked), Arc::clone(&done));
+            std::thread::spawn(move || {
+                // (What to commit only moves forward: each check looks at
+                // the offsets since the one before.)
+                let (mut checks, mut verified) = (0, 0);
+                while !done.load(Ordering::Acquire) {
+                    if let Some(&(_, c)) = t.committable(None).first() {
+                        let acked = lock(&acked);
+                        assert!((verified..c).filter(|o| o % 3 == 0).all(|o| acked.contains(&o)), "would commit {c} with an offset below it unacked");
+                        verified = verified.max(c);
+                        checks += 1;
+                    }
+                    std::thread::yield_now();
+                }
+                checks
+            })
+        };
+        let mut cursor = Cursor::default();
+        for o in (0..=LAST).step_by(3) {
+            let handed = t.handed_out(&mut cursor, "t", 0, o).unwrap();
+            txs[usize::from(o % 2 == 0)].send((handed.partition, o)).unwrap();
+        }
+        drop(txs);
+        for acker in ackers {
+            acker.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        assert!(checker.join().unwrap() > 0);
+        assert_eq!((t.pending(&tp(0)), t.committable(None)), (0, vec![(tp(0), LAST + 1)]));
     }
 
     #[test]
