@@ -421,6 +421,28 @@ async fn acks_are_committed_while_the_reader_waits() {
     waiting.await.unwrap().shutdown().await.unwrap();
 }
 
+/// With records always waiting (no pause in which the reader waits), what
+/// was processed is still committed every `commit_interval`, not only at
+/// the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_reader_commits_on_its_interval() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-busy", 1).await;
+    let group = unique("g-busy");
+    write_keyed(&cluster, &topic, 0..400).await;
+    let mut reader = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_millis(100)).build().unwrap();
+    // 300 records, 3 ms of "processing" each: about a second of reading.
+    for _ in 0..300 {
+        let (_, ack) = timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        ack.ack();
+    }
+    let committed = cluster.group_lag(&group, &topic).await.unwrap()[0].committed;
+    assert!(committed.is_some_and(|c| (100..=300).contains(&c)), "committed {committed:?} while reading, expected 100 to 300");
+    reader.shutdown().await.unwrap();
+}
+
 /// A reader of two topics, each with a partition 0, keeps their records,
 /// acks and commits apart.
 #[tokio::test(flavor = "multi_thread")]

@@ -146,17 +146,22 @@ impl TrackedPartition {
     /// record read again) keeps its place and state.
     fn handed_out(&self, offset: i64) -> usize {
         let last = self.last.load(Ordering::Acquire);
-        let newer = last == Slot::EMPTY || offset > Slot::offset(last);
         // The usual case: the record before was acked (or there was none),
-        // so nothing needs to move to the window. An ack changes only an
-        // unacked slot, so the exchange fails only if another hand-out
-        // raced this one; then it takes the locked way.
-        if newer
-            && !Slot::pending(last)
-            && self.last.compare_exchange(last, Slot::unacked(offset), Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
+        // so nothing needs to move to the window. No compare-and-swap: an
+        // ack changes only an unacked slot, and only the reader's cursor
+        // takes this way (see `Cursor`), one record at a time.
+        if (last == Slot::EMPTY || offset > Slot::offset(last)) && !Slot::pending(last) {
+            self.last.store(Slot::unacked(offset), Ordering::Release);
             return self.windowed.load(Ordering::Relaxed) + 1;
         }
+        self.handed_out_locked(offset)
+    }
+
+    /// [`handed_out`](Self::handed_out) under the partition's lock, for
+    /// everything but the usual case: a record handed out while the one
+    /// before is unacked, one read again, or one marked processed without
+    /// being read (which may come from any thread).
+    fn handed_out_locked(&self, offset: i64) -> usize {
         let mut w = lock(&self.offsets);
         let last = self.last.load(Ordering::Acquire);
         if last == Slot::EMPTY || offset > Slot::offset(last) {
@@ -239,7 +244,9 @@ pub(crate) struct HandedOut {
 
 /// The reader's own copy of the assignment, so that handing a record out
 /// takes no tracker lock. Refreshed when a record's partition is not in it
-/// or was revoked.
+/// or was revoked. A tracker has one, its reader's: records are handed out
+/// through it by one caller at a time (the reader's `&mut self`), which lets
+/// [`TrackedPartition::handed_out`] move the slot on with a plain store.
 #[derive(Debug, Default)]
 pub(crate) struct Cursor {
     partitions: Vec<Arc<TrackedPartition>>,
@@ -308,7 +315,7 @@ impl OffsetTracker {
     /// offset processed already.
     pub(crate) fn mark_processed(&self, topic: &str, partition: i32, offset: i64) -> bool {
         let Some(tracked) = self.list().iter().find(|p| p.is(topic, partition)).cloned() else { return false };
-        tracked.handed_out(offset);
+        tracked.handed_out_locked(offset);
         tracked.processed(offset)
     }
 
