@@ -250,11 +250,21 @@ pub(crate) struct HandedOut {
 #[derive(Debug, Default)]
 pub(crate) struct Cursor {
     partitions: Vec<Arc<TrackedPartition>>,
+    /// Where the last record's partition was: records come in runs of one
+    /// partition, so it is mostly the next one's too.
+    last: usize,
 }
 
 impl Cursor {
-    fn position(&self, topic: &str, partition: i32) -> Option<usize> {
-        self.partitions.iter().position(|p| p.is(topic, partition) && !p.revoked.load(Ordering::Relaxed))
+    /// Where the partition of a record is in the cursor, if it is there and
+    /// not revoked.
+    #[inline]
+    fn find(&mut self, topic: &str, partition: i32) -> Option<usize> {
+        let current = |p: &Arc<TrackedPartition>| p.is(topic, partition) && !p.revoked.load(Ordering::Relaxed);
+        if !self.partitions.get(self.last).is_some_and(current) {
+            self.last = self.partitions.iter().position(current)?;
+        }
+        Some(self.last)
     }
 }
 
@@ -322,17 +332,23 @@ impl OffsetTracker {
     /// Records that `offset` was handed to the application, looking the
     /// partition up in the reader's `cursor` (refreshed from the tracker when
     /// needed); `None` for an untracked partition.
+    #[inline]
     pub(crate) fn handed_out(&self, cursor: &mut Cursor, topic: &str, partition: i32, offset: i64) -> Option<HandedOut> {
-        let at = match cursor.position(topic, partition) {
+        let at = match cursor.find(topic, partition) {
             Some(at) => at,
-            None => {
-                cursor.partitions.clone_from(&self.list());
-                cursor.position(topic, partition)?
-            }
+            None => self.refresh(cursor, topic, partition)?,
         };
         let tracked = cursor.partitions.get(at)?;
         let unprocessed = tracked.handed_out(offset);
         Some(HandedOut { partition: Arc::clone(tracked), unprocessed })
+    }
+
+    /// Copies the assignment into the cursor (after a rebalance), and finds
+    /// the partition there.
+    #[cold]
+    fn refresh(&self, cursor: &mut Cursor, topic: &str, partition: i32) -> Option<usize> {
+        cursor.partitions.clone_from(&self.list());
+        cursor.find(topic, partition)
     }
 
     /// Unprocessed records of `tp`.
