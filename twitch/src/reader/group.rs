@@ -248,7 +248,8 @@ impl GroupReaderBuilder {
         self
     }
 
-    /// How often processed offsets are committed (default 1 s).
+    /// How often processed offsets are committed (default 1 s). Measured
+    /// on the kernel's coarse clock, so to within a few milliseconds.
     pub fn commit_interval(mut self, every: Duration) -> Self {
         self.commit_interval = every;
         self
