@@ -321,9 +321,13 @@ impl OffsetTracker {
     }
 
     /// Marks a record processed that may not have been handed out (or was,
-    /// and its ack is elsewhere); false for an untracked partition, or an
-    /// offset processed already.
+    /// and its ack is elsewhere); false for an untracked partition, an
+    /// offset processed already, or a negative one (no record has it; the
+    /// slot holds only offsets from 0 up).
     pub(crate) fn mark_processed(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        if offset < 0 {
+            return false;
+        }
         let Some(tracked) = self.list().iter().find(|p| p.is(topic, partition)).cloned() else { return false };
         tracked.handed_out_locked(offset);
         tracked.processed(offset)
@@ -473,6 +477,16 @@ mod tests {
         assert!(!t.mark_processed("t", 0, 2));
         assert!(!t.mark_processed("t", 9, 0), "untracked partition");
         assert_eq!(t.committable(None), vec![(tp(0), 3)]);
+    }
+
+    #[test]
+    fn a_negative_offset_is_never_marked_processed() {
+        let t = OffsetTracker::default();
+        t.assign([tp(0)]);
+        assert!(!t.mark_processed("t", 0, -1), "no record has a negative offset");
+        // The partition is tracked as if it had not been asked.
+        assert_eq!(hand(&t, 0, 0).unprocessed, 1);
+        assert_eq!(t.committable(None), vec![(tp(0), 0)]);
     }
 
     #[test]
