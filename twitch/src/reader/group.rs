@@ -400,7 +400,6 @@ impl GroupReaderBuilder {
             cursor: Cursor::default(),
             decoding: self.decoding,
             flow: Flow {
-                commit_interval: self.commit_interval,
                 commit_every: self.commit_interval.into(),
                 last_commit: coarsetime::Instant::now(),
                 max_pending: self.max_pending_per_partition,
@@ -455,8 +454,7 @@ pub struct GroupReader {
 /// Commit timing and backpressure: what the reading loop updates while the
 /// record it hands out still borrows the consumer.
 struct Flow {
-    commit_interval: Duration,
-    /// `commit_interval` on the clock below.
+    /// The builder's `commit_interval`, on the clock below.
     commit_every: coarsetime::Duration,
     /// When offsets were last committed, on the kernel's coarse monotonic
     /// clock (milliseconds apart): it is read once per record, and costs a
@@ -529,8 +527,8 @@ impl GroupReader {
                 // the rare path, and its timer, notification and result
                 // would otherwise make every call's future several times
                 // larger.
-                let since_commit = Duration::from(flow.last_commit.elapsed());
-                let commit_at = tokio::time::Instant::now() + flow.commit_interval.saturating_sub(since_commit);
+                let until_commit = Duration::from(flow.commit_every).saturating_sub(flow.last_commit.elapsed().into());
+                let commit_at = tokio::time::Instant::now() + until_commit;
                 let paused = !flow.paused.is_empty();
                 let waited = Box::pin(async move {
                     tokio::select! {

@@ -88,6 +88,12 @@ impl Slot {
     fn pending(slot: u64) -> bool {
         slot != Self::EMPTY && !Self::is_acked(slot)
     }
+
+    /// Whether `offset` comes after the slot's record (a new one, not one
+    /// read again).
+    fn before(slot: u64, offset: i64) -> bool {
+        slot == Self::EMPTY || offset > Self::offset(slot)
+    }
 }
 
 /// One assigned partition: shared by the tracker, the reader's cursor and
@@ -150,7 +156,7 @@ impl TrackedPartition {
         // so nothing needs to move to the window. No compare-and-swap: an
         // ack changes only an unacked slot, and only the reader's cursor
         // takes this way (see `Cursor`), one record at a time.
-        if (last == Slot::EMPTY || offset > Slot::offset(last)) && !Slot::pending(last) {
+        if Slot::before(last, offset) && !Slot::pending(last) {
             self.last.store(Slot::unacked(offset), Ordering::Release);
             return self.windowed.load(Ordering::Relaxed) + 1;
         }
@@ -163,8 +169,7 @@ impl TrackedPartition {
     /// being read (which may come from any thread).
     fn handed_out_locked(&self, offset: i64) -> usize {
         let mut w = lock(&self.offsets);
-        let last = self.last.load(Ordering::Acquire);
-        if last == Slot::EMPTY || offset > Slot::offset(last) {
+        if Slot::before(self.last.load(Ordering::Acquire), offset) {
             // Under the lock: an ack that misses the slot from now on looks
             // for its record in the window, and so waits for this push.
             let before = self.last.swap(Slot::unacked(offset), Ordering::AcqRel);
@@ -173,7 +178,7 @@ impl TrackedPartition {
                 self.windowed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.windowed.load(Ordering::Relaxed) + usize::from(Slot::pending(self.last.load(Ordering::Acquire)))
+        self.unprocessed()
     }
 
     /// Marks `offset` processed and wakes a waiting reader; false when the
@@ -215,6 +220,12 @@ impl TrackedPartition {
 
     fn pending(&self) -> usize {
         let _w = lock(&self.offsets);
+        self.unprocessed()
+    }
+
+    /// Unprocessed records: the window's and the slot's. Exact under the
+    /// partition's lock, which every change of the window holds.
+    fn unprocessed(&self) -> usize {
         self.windowed.load(Ordering::Relaxed) + usize::from(Slot::pending(self.last.load(Ordering::Acquire)))
     }
 
