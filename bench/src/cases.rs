@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use twitch::{Format, KafkaCluster, Record, TopicPartition};
 
 use crate::raw::{self, RawProducer};
-use crate::stats::{now_ns, Latency, Meter, Span};
+use crate::stats::{now_ns, CpuPerRecord, Latency, Meter, Span};
 use crate::target::Target;
 
 /// How long a consumer may see nothing before the case fails.
@@ -252,6 +252,11 @@ impl Sample {
 
     pub fn mb_per_sec(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.span.wall.as_secs_f64()
+    }
+
+    /// CPU time per record of the client's threads (and the broker's).
+    pub fn cpu_per_record(&self) -> Option<CpuPerRecord> {
+        CpuPerRecord::of(&self.span, self.records)
     }
 }
 

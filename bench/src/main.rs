@@ -152,12 +152,13 @@ async fn main() -> Result<()> {
                     }
                     let sample = cases::run(&target, case, side, &tuning).await?;
                     eprintln!(
-                        "   {:<15} {:<6} round {}: {:>10.0} rec/s {}",
+                        "   {:<15} {:<6} round {}: {:>10.0} rec/s {}{}",
                         case.name,
                         side.name(),
                         round + 1,
                         sample.records_per_sec(),
-                        sample.latency.map(|l| format!("p50 {:.0} us p99 {:.0} us", l.p50_us, l.p99_us)).unwrap_or_default()
+                        sample.cpu_per_record().map(|c| c.to_string()).unwrap_or_default(),
+                        sample.latency.map(|l| format!(" p50 {:.0} us p99 {:.0} us", l.p50_us, l.p99_us)).unwrap_or_default()
                     );
                     result.push(side, sample);
                 }

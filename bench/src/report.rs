@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::cases::{Case, Sample, Side};
-use crate::stats::{max, median, min};
+use crate::stats::{max, median, median_ci95, min};
 
 /// Every round of one case on one target.
 #[derive(Debug, Clone)]
@@ -23,6 +23,10 @@ struct Summary {
     client_cores: Option<f64>,
     broker_cores: Option<f64>,
     other_cores: Option<f64>,
+    /// CPU microseconds per record of the client's application threads and
+    /// of its librdkafka threads.
+    app_us: Option<f64>,
+    rdkafka_us: Option<f64>,
     p50_ms: f64,
     p99_ms: f64,
     p99_min_ms: f64,
@@ -53,6 +57,10 @@ impl CaseResult {
             samples.iter().filter_map(|s| s.latency.as_ref().map(|l| f(l) / 1000.0)).collect()
         };
         let p99 = lat(|l| l.p99_us);
+        let per_record = |f: fn(&crate::stats::CpuPerRecord) -> f64| {
+            let v: Option<Vec<f64>> = samples.iter().map(|s| s.cpu_per_record().map(|c| f(&c))).collect();
+            v.filter(|v| !v.is_empty()).map(|v| median(&v))
+        };
         Summary {
             rps_median: median(&rps),
             rps_min: min(&rps),
@@ -60,6 +68,8 @@ impl CaseResult {
             client_cores: cores(&|s| s.span.client_cpu),
             broker_cores: cores(&|s| s.span.broker_cpu),
             other_cores: cores(&|s| s.span.other_cpu()),
+            app_us: per_record(|c| c.app_us),
+            rdkafka_us: per_record(|c| c.rdkafka_us),
             p50_ms: median(&lat(|l| l.p50_us)),
             p99_ms: median(&p99),
             p99_min_ms: min(&p99),
@@ -84,16 +94,35 @@ impl CaseResult {
         }
     }
 
-    /// The same ratio within each round (raw and twitch ran back to back),
-    /// lowest and highest: how much of a difference is the machine's.
-    fn round_ratio_range(&self) -> Option<(f64, f64)> {
-        let ratios: Vec<f64> = self
-            .raw
+    /// The same ratio within each round (raw and twitch ran back to back).
+    fn round_ratios(&self) -> Vec<f64> {
+        self.raw
             .iter()
             .zip(&self.twitch)
             .map(|(r, t)| self.ratio_of(std::slice::from_ref(r), std::slice::from_ref(t)))
-            .collect();
+            .collect()
+    }
+
+    /// The rounds' own ratios, lowest and highest: how much of a difference
+    /// is the machine's.
+    fn round_ratio_range(&self) -> Option<(f64, f64)> {
+        let ratios = self.round_ratios();
         (ratios.len() > 1).then(|| (min(&ratios), max(&ratios)))
+    }
+
+    /// The paired cell of the twitch row: the median of the rounds' own
+    /// ratios, with a 95 % confidence interval from six rounds on. Pairing
+    /// each round's two sides cancels the machine's slow drifts, which the
+    /// ratio of the medians does not.
+    fn paired_cell(&self) -> String {
+        let ratios = self.round_ratios();
+        if ratios.is_empty() {
+            return String::new();
+        }
+        match median_ci95(&ratios) {
+            Some((lo, hi)) => format!("{:.2} [{lo:.2}, {hi:.2}]", median(&ratios)),
+            None => format!("{:.2}", median(&ratios)),
+        }
     }
 
     /// The ratio cell of the twitch row: the ratio, and the range of the
@@ -214,9 +243,9 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch/raw (each round's) | limit (median CPU use) |"
+            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch/raw (each round's) | paired [95% CI] | client CPU µs/record: app + librdkafka | limit (median CPU use) |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in rows {
             let size = if r.case.size == 0 {
                 let bytes = r.raw.first().map_or(0, |s| s.bytes / s.records.max(1));
@@ -226,10 +255,15 @@ impl Report {
             };
             for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
                 let s = CaseResult::summary(samples);
-                let ratio = if side == Side::Twitch { r.ratio_cell() } else { String::new() };
+                let (ratio, paired) =
+                    if side == Side::Twitch { (r.ratio_cell(), r.paired_cell()) } else { (String::new(), String::new()) };
+                let cpu = match (s.app_us, s.rdkafka_us) {
+                    (Some(app), Some(rdkafka)) => format!("{app:.3} + {rdkafka:.3}"),
+                    _ => "-".to_owned(),
+                };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} x {} | {} | {} | {:.1} | {} | {} |",
+                    "| {} | {} | {} x {} | {} | {} | {:.1} | {} | {} | {} | {} |",
                     if side == Side::Raw { r.case.name } else { "" },
                     side.name(),
                     r.case.count,
@@ -238,6 +272,8 @@ impl Report {
                     thousands(s.rps_min),
                     s.mbps_median,
                     ratio,
+                    paired,
+                    cpu,
                     limit(target, &s, false, self.mock_rps(r.case.name, side).filter(|_| target != "mock")),
                 );
             }
@@ -380,6 +416,13 @@ mod tests {
         assert_eq!(r.round_ratio_range(), Some((0.5, 2.0)));
         // Medians: raw 10,000 rec/s, twitch 12,500.
         assert_eq!(r.ratio_cell(), "**1.25** (0.50..2.00)");
+        assert_eq!(r.paired_cell(), "1.00", "the rounds' own ratios 2, 0.5 and 1; too few rounds for an interval");
+        // Three more rounds (ratios 1.25, 1.25, 0.8): from six on, an interval.
+        for (raw, twitch) in [(100, 80), (100, 80), (80, 100)] {
+            r.push(Side::Raw, sample(raw));
+            r.push(Side::Twitch, sample(twitch));
+        }
+        assert_eq!(r.paired_cell(), "1.12 [0.50, 2.00]");
         r.raw.truncate(1);
         r.twitch.truncate(1);
         assert_eq!(r.ratio_cell(), "**2.00**", "one round has no range");

@@ -4,25 +4,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Clock ticks per second of `/proc/*/stat` (USER_HZ, 100 on Linux).
+/// Clock ticks per second of `/proc/stat` (USER_HZ, 100 on Linux).
 const CLOCK_TICKS: f64 = 100.0;
-
-/// CPU seconds (user + system, all threads) used so far by process `pid`,
-/// or by this process for `None`. `None` where `/proc` is not available.
-pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let path = match pid {
-        Some(pid) => format!("/proc/{pid}/stat"),
-        None => "/proc/self/stat".to_owned(),
-    };
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name may contain spaces; fields start after its ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 overall, utime 14, stime 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / CLOCK_TICKS)
-}
 
 /// CPU seconds used by the whole machine so far (every process, all CPUs),
 /// from `/proc/stat`.
@@ -35,12 +18,56 @@ pub fn machine_cpu_seconds() -> Option<f64> {
     Some(busy / CLOCK_TICKS)
 }
 
+/// CPU nanoseconds each live thread of process `pid` (this one for `None`)
+/// has run so far, from `/proc/*/task/*/schedstat` (nanoseconds, where
+/// `/proc/*/stat` counts 10 ms ticks: a read case's round lasts about
+/// 0.1 s), with whether the thread is librdkafka's (librdkafka names its
+/// threads `rdk:…`).
+fn thread_cpu_ns(pid: Option<u32>) -> Vec<(u32, bool, u64)> {
+    let dir = match pid {
+        Some(pid) => format!("/proc/{pid}/task"),
+        None => "/proc/self/task".to_owned(),
+    };
+    let Ok(tasks) = std::fs::read_dir(dir) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            // A thread may end between the listing and these reads.
+            let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns = schedstat.split_whitespace().next()?.parse().ok()?;
+            Some((tid, comm.starts_with("rdk:"), ns))
+        })
+        .collect()
+}
+
+/// CPU seconds this process's threads ran between two [`thread_cpu_ns`]
+/// listings, as (librdkafka's threads, the others). A thread that started
+/// in between counts from zero; one that ended in between is missing.
+fn thread_cpu_split(before: &[(u32, bool, u64)], now: &[(u32, bool, u64)]) -> Option<(f64, f64)> {
+    if now.is_empty() {
+        return None;
+    }
+    let (mut rdkafka, mut app) = (0u64, 0u64);
+    for (tid, is_rdkafka, ns) in now {
+        let start = before.iter().find(|(t, ..)| t == tid).map_or(0, |(.., ns)| *ns);
+        let ran = ns.saturating_sub(start);
+        if *is_rdkafka {
+            rdkafka += ran;
+        } else {
+            app += ran;
+        }
+    }
+    Some((rdkafka as f64 / 1e9, app as f64 / 1e9))
+}
+
 /// A running measurement: wall clock and CPU of client, broker and machine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Meter {
     started: Instant,
-    client_cpu: Option<f64>,
-    broker_cpu: Option<f64>,
+    threads: Vec<(u32, bool, u64)>,
+    broker_threads: Vec<(u32, bool, u64)>,
     machine_cpu: Option<f64>,
     broker_pid: Option<u32>,
 }
@@ -49,10 +76,16 @@ pub struct Meter {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Span {
     pub wall: Duration,
-    /// CPU seconds used by this process (client; with the mock cluster the
-    /// mock brokers' threads too).
+    /// CPU seconds used by this process's threads (client; with the mock
+    /// cluster the mock brokers' threads too).
     pub client_cpu: Option<f64>,
-    /// CPU seconds used by the broker process, when its pid is known.
+    /// Of those, librdkafka's threads (`rdk:…`; the mock brokers' too)
+    /// and the application's (tokio workers, main thread), to the
+    /// nanosecond.
+    pub rdkafka_cpu: Option<f64>,
+    pub app_cpu: Option<f64>,
+    /// CPU seconds used by the broker process's threads, when its pid is
+    /// known.
     pub broker_cpu: Option<f64>,
     /// CPU seconds used by every process on the machine.
     pub machine_cpu: Option<f64>,
@@ -60,9 +93,43 @@ pub struct Span {
 
 impl Span {
     /// CPU seconds of processes other than the client and the broker: the
-    /// noise from whatever else runs on the machine.
+    /// noise from whatever else runs on the machine. `None` for spans under
+    /// half a second: the machine's total comes in 10 ms ticks per CPU.
     pub fn other_cpu(&self) -> Option<f64> {
+        if self.wall < Duration::from_millis(500) {
+            return None;
+        }
         Some((self.machine_cpu? - self.client_cpu? - self.broker_cpu.unwrap_or(0.0)).max(0.0))
+    }
+}
+
+/// CPU microseconds per record: the client's application threads, its
+/// librdkafka threads, and the broker process when its pid is known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuPerRecord {
+    pub app_us: f64,
+    pub rdkafka_us: f64,
+    pub broker_us: Option<f64>,
+}
+
+impl CpuPerRecord {
+    pub fn of(span: &Span, records: u64) -> Option<CpuPerRecord> {
+        let per = |seconds: f64| seconds * 1e6 / records.max(1) as f64;
+        Some(CpuPerRecord {
+            app_us: per(span.app_cpu?),
+            rdkafka_us: per(span.rdkafka_cpu?),
+            broker_us: span.broker_cpu.map(per),
+        })
+    }
+}
+
+impl std::fmt::Display for CpuPerRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, " cpu us/rec: app {:.3} + librdkafka {:.3}", self.app_us, self.rdkafka_us)?;
+        match self.broker_us {
+            Some(b) => write!(f, " + broker {b:.3}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -70,8 +137,8 @@ impl Meter {
     pub fn start(broker_pid: Option<u32>) -> Self {
         Meter {
             started: Instant::now(),
-            client_cpu: cpu_seconds(None),
-            broker_cpu: broker_pid.and_then(|p| cpu_seconds(Some(p))),
+            threads: thread_cpu_ns(None),
+            broker_threads: broker_pid.map(|p| thread_cpu_ns(Some(p))).unwrap_or_default(),
             machine_cpu: machine_cpu_seconds(),
             broker_pid,
         }
@@ -80,10 +147,14 @@ impl Meter {
     pub fn stop(&self) -> Span {
         let wall = self.started.elapsed();
         let delta = |before: Option<f64>, now: Option<f64>| Some(now? - before?);
+        let split = thread_cpu_split(&self.threads, &thread_cpu_ns(None));
+        let broker = self.broker_pid.and_then(|p| thread_cpu_split(&self.broker_threads, &thread_cpu_ns(Some(p))));
         Span {
             wall,
-            client_cpu: delta(self.client_cpu, cpu_seconds(None)),
-            broker_cpu: self.broker_pid.and_then(|p| delta(self.broker_cpu, cpu_seconds(Some(p)))),
+            client_cpu: split.map(|(rdkafka, app)| rdkafka + app),
+            rdkafka_cpu: split.map(|(rdkafka, _)| rdkafka),
+            app_cpu: split.map(|(_, app)| app),
+            broker_cpu: broker.map(|(rdkafka, other)| rdkafka + other),
             machine_cpu: delta(self.machine_cpu, machine_cpu_seconds()),
         }
     }
@@ -99,6 +170,8 @@ impl std::ops::Add for Span {
         Span {
             wall: self.wall + o.wall,
             client_cpu: sum(self.client_cpu, o.client_cpu),
+            rdkafka_cpu: sum(self.rdkafka_cpu, o.rdkafka_cpu),
+            app_cpu: sum(self.app_cpu, o.app_cpu),
             broker_cpu: sum(self.broker_cpu, o.broker_cpu),
             machine_cpu: sum(self.machine_cpu, o.machine_cpu),
         }
@@ -153,6 +226,29 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// A confidence interval of at least 95 % for the median of the population
+/// `values` were drawn from, from their order statistics alone (no
+/// assumption about the distribution): the k-th smallest and k-th largest
+/// value, k the largest with P(Binomial(n, 1/2) < k) <= 2.5 %. `None` for
+/// fewer than 6 values, which are too few for one.
+pub fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
+    let n = values.len();
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    // P(Binomial(n, 1/2) <= i), summed term by term.
+    let mut term = 0.5f64.powi(i32::try_from(n).ok()?);
+    let (mut below, mut k) = (0.0, 0);
+    for i in 0..n {
+        if below + term > 0.025 {
+            break;
+        }
+        below += term;
+        k = i + 1;
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    (k >= 1).then(|| (v[k - 1], v[n - k]))
+}
+
 pub fn min(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::INFINITY, f64::min)
 }
@@ -182,9 +278,31 @@ mod tests {
     }
 
     #[test]
-    fn own_cpu_time_is_readable_on_linux() {
+    fn median_confidence_intervals_come_from_order_statistics() {
+        let v: Vec<f64> = (1..=9).map(f64::from).rev().collect();
+        // n = 9: P(Bin <= 1) = 10/512 <= 2.5 % < P(Bin <= 2), so the 2nd
+        // smallest and 2nd largest.
+        assert_eq!(median_ci95(&v), Some((2.0, 8.0)));
+        // n = 6: P(Bin = 0) = 1/64; the extremes.
+        assert_eq!(median_ci95(&[6.0, 1.0, 5.0, 2.0, 4.0, 3.0]), Some((1.0, 6.0)));
+        // n = 27: P(Bin <= 7) = 0.96 %, P(Bin <= 8) = 2.6 %.
+        let v: Vec<f64> = (1..=27).map(f64::from).collect();
+        assert_eq!(median_ci95(&v), Some((8.0, 20.0)));
+        assert_eq!(median_ci95(&[1.0, 2.0, 3.0, 4.0, 5.0]), None, "even the extremes cover only 94 %");
+    }
+
+
+    #[test]
+    fn thread_cpu_is_split_by_thread_name() {
+        let before = [(1, false, 100), (2, true, 1_000), (3, true, 5)];
+        // Thread 3 ended, thread 4 started.
+        let now = [(1, false, 400), (2, true, 3_000), (4, true, 7)];
+        let (rdkafka, app) = thread_cpu_split(&before, &now).unwrap();
+        assert_eq!(((rdkafka * 1e9).round(), (app * 1e9).round()), (2_007.0, 300.0));
+        assert_eq!(thread_cpu_split(&before, &[]), None);
         if cfg!(target_os = "linux") {
-            assert!(cpu_seconds(None).is_some());
+            let busy = thread_cpu_ns(None);
+            assert!(busy.iter().any(|(_, is_rdkafka, ns)| !is_rdkafka && *ns > 0));
         }
     }
 }
