@@ -110,18 +110,20 @@ impl CaseResult {
         (ratios.len() > 1).then(|| (min(&ratios), max(&ratios)))
     }
 
-    /// The paired cell of the twitch row: the median of the rounds' own
-    /// ratios, with a 95 % confidence interval from six rounds on. Pairing
-    /// each round's two sides cancels the machine's slow drifts, which the
-    /// ratio of the medians does not.
-    fn paired_cell(&self) -> String {
+    /// The median of the rounds' own ratios, and its 95 % confidence
+    /// interval from six rounds on. Pairing each round's two sides cancels
+    /// the machine's slow drifts, which the ratio of the medians does not.
+    fn paired(&self) -> Option<(f64, Option<(f64, f64)>)> {
         let ratios = self.round_ratios();
-        if ratios.is_empty() {
-            return String::new();
-        }
-        match median_ci95(&ratios) {
-            Some((lo, hi)) => format!("{:.2} [{lo:.2}, {hi:.2}]", median(&ratios)),
-            None => format!("{:.2}", median(&ratios)),
+        (!ratios.is_empty()).then(|| (median(&ratios), median_ci95(&ratios)))
+    }
+
+    /// The paired cell of the twitch row: [`paired`](Self::paired).
+    fn paired_cell(&self) -> String {
+        match self.paired() {
+            Some((m, Some((lo, hi)))) => format!("{m:.2} [{lo:.2}, {hi:.2}]"),
+            Some((m, None)) => format!("{m:.2}"),
+            None => String::new(),
         }
     }
 
@@ -232,6 +234,15 @@ impl Report {
         }
         for r in self.results.iter().filter(|r| r.target == primary) {
             let _ = writeln!(out, "ratio {} {:.3}", r.case.name, r.ratio());
+        }
+        // The paired medians, with their 95 % interval where there are
+        // rounds enough: `paired <case> <median> [<low> <high>]`.
+        for r in self.results.iter().filter(|r| r.target == primary) {
+            match r.paired() {
+                Some((m, Some((lo, hi)))) => _ = writeln!(out, "paired {} {m:.3} {lo:.3} {hi:.3}", r.case.name),
+                Some((m, None)) => _ = writeln!(out, "paired {} {m:.3}", r.case.name),
+                None => {}
+            }
         }
         out
     }

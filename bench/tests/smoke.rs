@@ -1,5 +1,6 @@
 //! Runs the benchmark binary against librdkafka's in-process mock cluster
-//! (no broker needed) and checks that every case reports a ratio.
+//! (no broker needed) and checks that every case reports a ratio and a
+//! paired ratio.
 
 use std::process::Command;
 use std::time::Instant;
@@ -45,6 +46,16 @@ fn quick_mock_run_reports_a_ratio_for_every_case() {
     }
     let ratio_lines = stdout.lines().filter(|l| l.starts_with("ratio ")).count();
     assert_eq!(ratio_lines, expected.len(), "one ratio line per case:\n{stdout}");
+    // One round: each paired median is that round's ratio, with no interval.
+    let paired: Vec<&str> = stdout.lines().filter(|l| l.starts_with("paired ")).collect();
+    assert_eq!(paired.len(), expected.len(), "one paired line per case:\n{stdout}");
+    for line in paired {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            fields.len() == 3 && fields[2].parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0),
+            "bad paired line `{line}`"
+        );
+    }
     assert!(stdout.contains("| case | side |"), "no table in:\n{stdout}");
     eprintln!("smoke run took {:?}", started.elapsed());
 }
