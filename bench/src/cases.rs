@@ -7,6 +7,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::BaseRecord;
 use serde::{Deserialize, Serialize};
+use twitch::reader::Step;
 use twitch::{Format, KafkaCluster, Record, TopicPartition};
 
 use crate::raw::{self, RawProducer};
@@ -44,10 +45,9 @@ pub enum Kind {
     /// Keyed writer over the topic's partitions, reused buffers
     /// (`produce_ref`).
     KeyedProduce,
-    /// Group reader consuming pre-written records. `owned`: twitch's owned
-    /// records (`next`) against raw's `detach()`; else both read in place
-    /// (`next_ref` against borrowed messages).
-    GroupRead { owned: bool },
+    /// Group reader consuming pre-written records, read as [`GroupReading`]
+    /// says.
+    GroupRead(GroupReading),
     /// Partition reader consuming pre-written records; `owned` as above.
     PartitionRead { owned: bool },
     /// Encode + produce, then consume + decode. `headers`: both sides also
@@ -59,6 +59,20 @@ pub enum Kind {
     /// Fixed-rate produce, consume concurrently; latency per record.
     /// `fetch_wait_ms` sets `fetch.wait.max.ms` on both sides' consumers.
     Latency { rate: u64, fetch_wait_ms: Option<u32> },
+}
+
+/// How the group-read cases read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupReading {
+    /// In place: twitch's `next_ref` and an ack per record, against raw's
+    /// borrowed messages; each record awaited within [`IDLE`] on both sides.
+    InPlace,
+    /// Owned records: twitch's `next` against raw's `detach()`.
+    Owned,
+    /// In place, in one call: twitch's `for_each_ref`, against raw's `recv`
+    /// loop; the whole read within [`IDLE`] on both sides, no timer per
+    /// record.
+    Each,
 }
 
 #[derive(Debug, Clone)]
@@ -133,7 +147,7 @@ pub fn all(quick: bool) -> Vec<Case> {
         Case {
             name: "group-read",
             what: "group reader, records read in place (next_ref, ack each), 3 partitions".into(),
-            kind: Kind::GroupRead { owned: false },
+            kind: Kind::GroupRead(GroupReading::InPlace),
             count: n(200_000, 5_000),
             size: 320,
             partitions: 3,
@@ -142,7 +156,16 @@ pub fn all(quick: bool) -> Vec<Case> {
         Case {
             name: "group-read-owned",
             what: "same, owned records (next) against raw detach()".into(),
-            kind: Kind::GroupRead { owned: true },
+            kind: Kind::GroupRead(GroupReading::Owned),
+            count: n(200_000, 5_000),
+            size: 320,
+            partitions: 3,
+            mock_pass: Some(25_000),
+        },
+        Case {
+            name: "group-read-each",
+            what: "same, in place in one call (for_each_ref) against raw's recv loop, no timer per record".into(),
+            kind: Kind::GroupRead(GroupReading::Each),
             count: n(200_000, 5_000),
             size: 320,
             partitions: 3,
@@ -287,7 +310,7 @@ async fn run_pass(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> 
         (Kind::PartitionProduce { .. } | Kind::KeyedProduce, Side::Raw) => raw_produce(&ctx, case).await,
         (Kind::PartitionProduce { blocking, fresh }, Side::Twitch) => twitch_partition_produce(&ctx, case, blocking, fresh).await,
         (Kind::KeyedProduce, Side::Twitch) => twitch_keyed_produce(&ctx, case).await,
-        (Kind::GroupRead { owned }, _) => group_read(&ctx, case, side, owned).await,
+        (Kind::GroupRead(how), _) => group_read(&ctx, case, side, how).await,
         (Kind::PartitionRead { owned }, _) => partition_read(&ctx, case, side, owned).await,
         (Kind::Typed { format, headers }, Side::Raw) => raw_typed(&ctx, case, format, headers).await,
         (Kind::Typed { format, headers }, Side::Twitch) => twitch_typed(&ctx, case, format, headers).await,
@@ -466,18 +489,22 @@ struct ReadOutcome {
     span: Span,
 }
 
-async fn group_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Result<Sample> {
+async fn group_read(ctx: &Ctx, case: &Case, side: Side, how: GroupReading) -> Result<Sample> {
     prefill(ctx, case).await?;
     let group = format!("{}-group", ctx.topic);
     let out = match side {
         Side::Raw => {
             let consumer = raw::group_consumer(&ctx.brokers, &group, &ctx.topic, &ctx.tuning.consumer)?;
             let mut committer = raw::Committer::new(&ctx.topic, case.partitions as usize);
-            let out = raw_read(ctx, &consumer, case.count, owned, |m| {
+            let each = |m: &rdkafka::message::BorrowedMessage<'_>| {
                 committer.processed(m.partition(), m.offset());
                 committer.maybe_commit(&consumer)
-            })
-            .await?;
+            };
+            let out = match how {
+                GroupReading::InPlace => raw_read(ctx, &consumer, case.count, RawRead::InPlace, each).await?,
+                GroupReading::Owned => raw_read(ctx, &consumer, case.count, RawRead::Owned, each).await?,
+                GroupReading::Each => within(raw_read(ctx, &consumer, case.count, RawRead::Untimed, each)).await?,
+            };
             committer.commit_now(&consumer)?;
             tokio::task::spawn_blocking(move || drop(consumer)).await?;
             out
@@ -486,19 +513,30 @@ async fn group_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Result<S
             let mut reader = ctx.reader_cluster()?.group_reader(&group).topic(&ctx.topic).build()?;
             let mut bytes = 0;
             let mut meter = None;
-            for _ in 0..case.count {
-                let ack = if owned {
-                    let (record, ack) = next_within(reader.next()).await??;
-                    bytes += std::hint::black_box(record).payload().len() as u64;
-                    ack
-                } else {
-                    let (record, ack) = next_within(reader.next_ref()).await??;
+            if how == GroupReading::Each {
+                let mut left = case.count;
+                within(reader.for_each_ref(|record| {
                     bytes += record.payload().len() as u64;
-                    ack
-                };
-                ack.ack();
-                // The clock starts at the first record, as on the raw side.
-                meter.get_or_insert_with(|| ctx.meter());
+                    // The clock starts at the first record, as on the raw side.
+                    meter.get_or_insert_with(|| ctx.meter());
+                    left -= 1;
+                    Ok::<_, anyhow::Error>(if left == 0 { Step::Stop } else { Step::Continue })
+                }))
+                .await?;
+            } else {
+                for _ in 0..case.count {
+                    let ack = if how == GroupReading::Owned {
+                        let (record, ack) = next_within(reader.next()).await??;
+                        bytes += std::hint::black_box(record).payload().len() as u64;
+                        ack
+                    } else {
+                        let (record, ack) = next_within(reader.next_ref()).await??;
+                        bytes += record.payload().len() as u64;
+                        ack
+                    };
+                    ack.ack();
+                    meter.get_or_insert_with(|| ctx.meter());
+                }
             }
             let span = meter.map(|m| m.stop()).unwrap_or_default();
             reader.shutdown().await?;
@@ -513,7 +551,7 @@ async fn partition_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Resu
     let out = match side {
         Side::Raw => {
             let consumer = raw::partition_consumer(&ctx.brokers, &ctx.topic, &[0], &ctx.tuning.consumer)?;
-            raw_read(ctx, &consumer, case.count, owned, |_| Ok(())).await?
+            raw_read(ctx, &consumer, case.count, if owned { RawRead::Owned } else { RawRead::InPlace }, |_| Ok(())).await?
         }
         Side::Twitch => {
             let mut reader = ctx.reader_cluster()?.partition_reader().partition(TopicPartition::new(ctx.topic.as_str(), 0)).build()?;
@@ -533,20 +571,34 @@ async fn partition_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Resu
     Ok(Sample { records: out.records, bytes: out.bytes, span: out.span, latency: None })
 }
 
-/// Reads `count` messages, each detached into an owned copy if `owned`;
-/// the clock starts at the first one.
+/// How [`raw_read`] takes each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawRead {
+    /// Borrowed, within [`IDLE`] each.
+    InPlace,
+    /// Detached into an owned copy, within [`IDLE`] each.
+    Owned,
+    /// Borrowed, with no timer per message (the caller bounds the whole read).
+    Untimed,
+}
+
+/// Reads `count` messages as `how` says; the clock starts at the first one.
 async fn raw_read(
     ctx: &Ctx,
     consumer: &StreamConsumer,
     count: u64,
-    owned: bool,
+    how: RawRead,
     mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> Result<()>,
 ) -> Result<ReadOutcome> {
     let mut bytes = 0;
     let mut meter = None;
     for i in 0..count {
-        let msg = raw::recv(consumer, IDLE).await.with_context(|| format!("after {i} of {count} records"))?;
-        bytes += if owned {
+        let msg = if how == RawRead::Untimed {
+            consumer.recv().await?
+        } else {
+            raw::recv(consumer, IDLE).await.with_context(|| format!("after {i} of {count} records"))?
+        };
+        bytes += if how == RawRead::Owned {
             std::hint::black_box(msg.detach()).payload().map_or(0, <[u8]>::len) as u64
         } else {
             msg.payload().map_or(0, <[u8]>::len) as u64
@@ -555,6 +607,14 @@ async fn raw_read(
         meter.get_or_insert_with(|| ctx.meter());
     }
     Ok(ReadOutcome { records: count, bytes, span: meter.map(|m| m.stop()).unwrap_or_default() })
+}
+
+/// `read`, or an error after [`IDLE`]: for reads with no timer per record.
+async fn within<T, E: Into<anyhow::Error>>(read: impl std::future::Future<Output = Result<T, E>>) -> Result<T> {
+    match tokio::time::timeout(IDLE, read).await {
+        Ok(out) => out.map_err(Into::into),
+        Err(_) => bail!("the read took longer than {IDLE:?}"),
+    }
 }
 
 /// A reader's next item, or an error after [`IDLE`] or at the stream's end.
@@ -858,7 +918,7 @@ mod tests {
     fn an_exact_name_picks_one_case_other_text_every_match() {
         let pick = |f: &[&str]| names(&select(all(true), &f.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
         assert_eq!(pick(&["group-read"]), ["group-read"]);
-        assert_eq!(pick(&["group"]), ["group-read", "group-read-owned"]);
+        assert_eq!(pick(&["group"]), ["group-read", "group-read-owned", "group-read-each"]);
         assert_eq!(pick(&["seed", "latency-fetch10"]), ["seed", "latency-fetch10"]);
         assert_eq!(pick(&[]).len(), all(true).len());
         assert!(pick(&["nothing"]).is_empty());

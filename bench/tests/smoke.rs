@@ -24,6 +24,7 @@ fn quick_mock_run_reports_a_ratio_for_every_case() {
         "large",
         "group-read",
         "group-read-owned",
+        "group-read-each",
         "partition-read",
         "partition-read-owned",
         "json",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{cluster, init_logging, topic, unique};
 use tokio::time::timeout;
-use twitch::reader::{GroupEvent, OnDecodeError};
+use twitch::reader::{GroupEvent, OnDecodeError, Step};
 use twitch::warden::KafkaCluster;
 use twitch::{Error, Format, GroupReader, Record, TopicPartition};
 
@@ -441,6 +441,67 @@ async fn a_busy_reader_commits_on_its_interval() {
     let committed = cluster.group_lag(&group, &topic).await.unwrap()[0].committed;
     assert!(committed.is_some_and(|c| (100..=300).contains(&c)), "committed {committed:?} while reading, expected 100 to 300");
     reader.shutdown().await.unwrap();
+}
+
+/// Why a `for_each_ref` of the test below stopped.
+#[derive(Debug)]
+enum Stopped {
+    #[allow(dead_code)] // Read through Debug.
+    Reader(Error),
+    Processing(u32),
+}
+
+impl From<Error> for Stopped {
+    fn from(e: Error) -> Self {
+        Stopped::Reader(e)
+    }
+}
+
+/// `for_each_ref` marks a record processed when its closure returns `Ok`
+/// (`Stop` included) and not when it fails; it mixes with `next_ref`.
+#[tokio::test(flavor = "multi_thread")]
+async fn for_each_ref_commits_what_it_processed_and_not_what_failed() {
+    init_logging();
+    let cluster = cluster();
+    let topic = topic(&cluster, "group-each", 1).await;
+    let group = unique("g-each");
+    write_keyed(&cluster, &topic, 0..20).await;
+    let mut reader = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_secs(3600)).build().unwrap();
+    let mut seen = Vec::new();
+    let stopped = reader.for_each_ref(|record| {
+        let v = value(record.payload());
+        assert_eq!(i64::from(v), record.offset(), "one partition: offsets are the values");
+        seen.push(v);
+        Ok::<_, Stopped>(if v == 9 { Step::Stop } else { Step::Continue })
+    });
+    timeout(Duration::from_secs(30), stopped).await.unwrap().unwrap();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    assert_eq!(reader.pending(), 0, "the record it stopped at counts as processed");
+
+    {
+        // (In a block: a record still held when the reader shuts down keeps
+        // librdkafka's consumer from closing.)
+        let (record, ack) = timeout(Duration::from_secs(20), reader.next_ref()).await.unwrap().unwrap().unwrap();
+        assert_eq!(value(record.payload()), 10, "next_ref goes on where for_each_ref stopped");
+        ack.ack();
+    }
+
+    let failed = reader.for_each_ref(|record| match value(record.payload()) {
+        14 => Err(Stopped::Processing(14)),
+        _ => Ok(Step::Continue),
+    });
+    let err = timeout(Duration::from_secs(30), failed).await.unwrap().unwrap_err();
+    assert!(matches!(err, Stopped::Processing(14)), "{err:?}");
+    assert_eq!(reader.pending(), 1, "the failed record stays unprocessed");
+    reader.shutdown().await.unwrap();
+    let lag = cluster.group_lag(&group, &topic).await.unwrap();
+    assert_eq!(lag[0].committed, Some(14), "committed up to the failed record, not past it");
+
+    // The failed record is read again by the group's next reader.
+    let mut again = cluster.group_reader(&group).topic(&topic).build().unwrap();
+    let (record, _ack) = timeout(Duration::from_secs(30), again.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(value(record.payload()), 14);
+    again.shutdown().await.unwrap();
 }
 
 /// A reader of two topics, each with a partition 0, keeps their records,

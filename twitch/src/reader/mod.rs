@@ -13,7 +13,7 @@ mod group;
 mod offsets;
 mod partition;
 
-pub use group::{Ack, GroupEvent, GroupReader, GroupReaderBuilder, OnDecodeError};
+pub use group::{Ack, GroupEvent, GroupReader, GroupReaderBuilder, OnDecodeError, Step};
 pub use partition::{PartitionReader, PartitionReaderBuilder};
 
 use serde::de::DeserializeOwned;
