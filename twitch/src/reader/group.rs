@@ -499,6 +499,15 @@ impl GroupReader {
         present(&self.consumer)
     }
 
+    /// What the reading loops use, borrowed apart: the record they hand out
+    /// borrows the consumer and a topic name while they update the rest.
+    #[allow(clippy::type_complexity)]
+    fn reading_parts(
+        &mut self,
+    ) -> (&StreamConsumer<GroupContext>, &Shared, &mut Flow, &[Arc<str>], &mut Cursor) {
+        (present(&self.consumer), &self.shared, &mut self.flow, &self.topics, &mut self.cursor)
+    }
+
     /// The next record, read in place (no copy), and its [`Ack`]. The record
     /// borrows the reader; the ack does not, and may be acked any time later.
     ///
@@ -512,26 +521,15 @@ impl GroupReader {
     /// # Ok(()) }
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
-        let consumer = present(&self.consumer);
-        let shared = &self.shared;
-        let flow = &mut self.flow;
-        let topics = &self.topics;
-        let cursor = &mut self.cursor;
+        let (consumer, shared, flow, topics, cursor) = self.reading_parts();
         'next: loop {
             let msg = 'received: {
-                flow.commit_if_due(consumer, shared);
-                if let Err(e) = flow.apply_backpressure(consumer, shared) {
-                    return Some(Err(e));
-                }
-                // A record is usually waiting: take it without an await point,
-                // so this future holds no receive future of its own (a future is
-                // moved by value, with a memcpy, each time a caller wraps it).
-                // Dropping a pending receive loses nothing: records are taken
-                // off librdkafka's queue only when one is returned. (A statement
-                // of its own, so that its result is gone before the wait below
-                // and is not kept in this future.)
-                if let Some(msg) = consumer.recv().now_or_never() {
-                    break 'received msg;
+                // (A statement of its own, so that its result is gone before
+                // the wait below and is not kept in this future.)
+                match flow.ready_record(consumer, shared) {
+                    Ok(Some(msg)) => break 'received msg,
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
                 }
                 match flow.wait_for_record(consumer, shared).await {
                     Some(msg) => *msg,
@@ -583,17 +581,11 @@ impl GroupReader {
         &mut self,
         mut process: impl FnMut(&RecordRef<'_>) -> Result<Step, E>,
     ) -> Result<(), E> {
-        let consumer = present(&self.consumer);
-        let shared = &self.shared;
-        let flow = &mut self.flow;
-        let topics = &self.topics;
-        let cursor = &mut self.cursor;
+        let (consumer, shared, flow, topics, cursor) = self.reading_parts();
         'next: loop {
             // As in `next_ref`.
             let msg = 'received: {
-                flow.commit_if_due(consumer, shared);
-                flow.apply_backpressure(consumer, shared)?;
-                if let Some(msg) = consumer.recv().now_or_never() {
+                if let Some(msg) = flow.ready_record(consumer, shared)? {
                     break 'received msg;
                 }
                 match flow.wait_for_record(consumer, shared).await {
@@ -761,6 +753,23 @@ impl GroupReader {
 }
 
 impl Flow {
+    /// Commits when due, applies backpressure, and takes the next record if
+    /// one is waiting. A record usually is; taking it without an await point
+    /// keeps a receive future out of the reader's futures (a future is moved
+    /// by value, with a memcpy, each time a caller wraps it). Dropping a
+    /// pending receive loses nothing: librdkafka's queue gives a record up
+    /// only when one is returned.
+    #[inline(always)]
+    fn ready_record<'c>(
+        &mut self,
+        consumer: &'c StreamConsumer<GroupContext>,
+        shared: &Shared,
+    ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>> {
+        self.commit_if_due(consumer, shared);
+        self.apply_backpressure(consumer, shared)?;
+        Ok(consumer.recv().now_or_never())
+    }
+
     /// Waits for a record, or for a reason to look again: `None` when a
     /// commit is due (to commit acks that come in while no record does) or,
     /// while partitions are paused, at an ack (to resume as soon as one
