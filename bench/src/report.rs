@@ -49,23 +49,22 @@ impl CaseResult {
     fn summary(samples: &[Sample]) -> Summary {
         let rps: Vec<f64> = samples.iter().map(Sample::records_per_sec).collect();
         let mbps: Vec<f64> = samples.iter().map(Sample::mb_per_sec).collect();
-        let cores = |f: &dyn Fn(&Sample) -> Option<f64>| {
-            let v: Option<Vec<f64>> = samples.iter().map(|s| Some(f(s)? / s.span.wall.as_secs_f64())).collect();
+        // The median of a per-sample value, when every sample has one.
+        let median_of = |f: &dyn Fn(&Sample) -> Option<f64>| {
+            let v: Option<Vec<f64>> = samples.iter().map(f).collect();
             v.filter(|v| !v.is_empty()).map(|v| median(&v))
         };
+        let cores = |f: &dyn Fn(&Sample) -> Option<f64>| median_of(&|s| Some(f(s)? / s.span.wall.as_secs_f64()));
+        let per_record = |f: fn(&crate::stats::CpuPerRecord) -> f64| median_of(&|s| s.cpu_per_record().map(|c| f(&c)));
         let lat = |f: fn(&crate::stats::Latency) -> f64| -> Vec<f64> {
             samples.iter().filter_map(|s| s.latency.as_ref().map(|l| f(l) / 1000.0)).collect()
         };
         let p99 = lat(|l| l.p99_us);
-        let per_record = |f: fn(&crate::stats::CpuPerRecord) -> f64| {
-            let v: Option<Vec<f64>> = samples.iter().map(|s| s.cpu_per_record().map(|c| f(&c))).collect();
-            v.filter(|v| !v.is_empty()).map(|v| median(&v))
-        };
         Summary {
             rps_median: median(&rps),
             rps_min: min(&rps),
             mbps_median: median(&mbps),
-            client_cores: cores(&|s| s.span.client_cpu),
+            client_cores: cores(&|s| s.span.client_cpu()),
             broker_cores: cores(&|s| s.span.broker_cpu),
             other_cores: cores(&|s| s.span.other_cpu()),
             app_us: per_record(|c| c.app_us),

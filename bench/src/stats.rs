@@ -76,12 +76,9 @@ pub struct Meter {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Span {
     pub wall: Duration,
-    /// CPU seconds used by this process's threads (client; with the mock
-    /// cluster the mock brokers' threads too).
-    pub client_cpu: Option<f64>,
-    /// Of those, librdkafka's threads (`rdk:…`; the mock brokers' too)
-    /// and the application's (tokio workers, main thread), to the
-    /// nanosecond.
+    /// CPU seconds used by this process's librdkafka threads (`rdk:…`; with
+    /// the mock cluster the mock brokers' threads too) and by its
+    /// application threads (tokio workers, main thread), to the nanosecond.
     pub rdkafka_cpu: Option<f64>,
     pub app_cpu: Option<f64>,
     /// CPU seconds used by the broker process's threads, when its pid is
@@ -99,7 +96,13 @@ impl Span {
         if self.wall < Duration::from_millis(500) {
             return None;
         }
-        Some((self.machine_cpu? - self.client_cpu? - self.broker_cpu.unwrap_or(0.0)).max(0.0))
+        Some((self.machine_cpu? - self.client_cpu()? - self.broker_cpu.unwrap_or(0.0)).max(0.0))
+    }
+
+    /// CPU seconds used by the client process's threads: librdkafka's and
+    /// the application's.
+    pub fn client_cpu(&self) -> Option<f64> {
+        Some(self.rdkafka_cpu? + self.app_cpu?)
     }
 }
 
@@ -135,13 +138,12 @@ impl std::fmt::Display for CpuPerRecord {
 
 impl Meter {
     pub fn start(broker_pid: Option<u32>) -> Self {
-        Meter {
-            started: Instant::now(),
-            threads: thread_cpu_ns(None),
-            broker_threads: broker_pid.map(|p| thread_cpu_ns(Some(p))).unwrap_or_default(),
-            machine_cpu: machine_cpu_seconds(),
-            broker_pid,
-        }
+        // The /proc reads first, the clock last, so that reading a few dozen
+        // files is not in the measured span (`stop` reads the clock first).
+        let threads = thread_cpu_ns(None);
+        let broker_threads = broker_pid.map(|p| thread_cpu_ns(Some(p))).unwrap_or_default();
+        let machine_cpu = machine_cpu_seconds();
+        Meter { started: Instant::now(), threads, broker_threads, machine_cpu, broker_pid }
     }
 
     pub fn stop(&self) -> Span {
@@ -151,7 +153,6 @@ impl Meter {
         let broker = self.broker_pid.and_then(|p| thread_cpu_split(&self.broker_threads, &thread_cpu_ns(Some(p))));
         Span {
             wall,
-            client_cpu: split.map(|(rdkafka, app)| rdkafka + app),
             rdkafka_cpu: split.map(|(rdkafka, _)| rdkafka),
             app_cpu: split.map(|(_, app)| app),
             broker_cpu: broker.map(|(rdkafka, other)| rdkafka + other),
@@ -169,7 +170,6 @@ impl std::ops::Add for Span {
         let sum = |a: Option<f64>, b: Option<f64>| Some(a? + b?);
         Span {
             wall: self.wall + o.wall,
-            client_cpu: sum(self.client_cpu, o.client_cpu),
             rdkafka_cpu: sum(self.rdkafka_cpu, o.rdkafka_cpu),
             app_cpu: sum(self.app_cpu, o.app_cpu),
             broker_cpu: sum(self.broker_cpu, o.broker_cpu),
