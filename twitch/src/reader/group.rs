@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
-use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
@@ -29,6 +28,7 @@ use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::reader::offsets::{Cursor, OffsetTracker, TrackedPartition};
+use crate::reader::receiver::{Ready, Receiver};
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
 use crate::warden::validate_topic_name;
@@ -404,7 +404,7 @@ impl GroupReaderBuilder {
         };
         info!(group = %self.group_id, topics = ?names, "joined consumer group");
         Ok(GroupReader {
-            consumer: Some(consumer),
+            receiver: Some(Receiver::new(consumer)),
             shared,
             events: Some(rx),
             group_id: self.group_id,
@@ -448,7 +448,7 @@ impl GroupReaderBuilder {
 /// # Ok(()) }
 /// ```
 pub struct GroupReader {
-    consumer: Option<StreamConsumer<GroupContext>>,
+    receiver: Option<Receiver<GroupContext>>,
     shared: Arc<Shared>,
     events: Option<mpsc::UnboundedReceiver<GroupEvent>>,
     group_id: String,
@@ -489,14 +489,15 @@ impl std::fmt::Debug for GroupReader {
     }
 }
 
-/// The consumer; only `shutdown` (which consumes the reader) and drop take it.
-fn present(consumer: &Option<StreamConsumer<GroupContext>>) -> &StreamConsumer<GroupContext> {
-    consumer.as_ref().unwrap_or_else(|| unreachable!("consumer present until shutdown"))
+/// The consumer's receiver; only `shutdown` (which consumes the reader) and
+/// drop take it.
+fn present(receiver: &mut Option<Receiver<GroupContext>>) -> &mut Receiver<GroupContext> {
+    receiver.as_mut().unwrap_or_else(|| unreachable!("consumer present until shutdown"))
 }
 
 impl GroupReader {
     fn consumer(&self) -> &StreamConsumer<GroupContext> {
-        present(&self.consumer)
+        self.receiver.as_ref().unwrap_or_else(|| unreachable!("consumer present until shutdown")).consumer()
     }
 
     /// What the reading loops use, borrowed apart: the record they hand out
@@ -504,8 +505,9 @@ impl GroupReader {
     #[allow(clippy::type_complexity)]
     fn reading_parts(
         &mut self,
-    ) -> (&StreamConsumer<GroupContext>, &Shared, &mut Flow, &[Arc<str>], &mut Cursor) {
-        (present(&self.consumer), &self.shared, &mut self.flow, &self.topics, &mut self.cursor)
+    ) -> (Ready<'_, GroupContext>, &StreamConsumer<GroupContext>, &Shared, &mut Flow, &[Arc<str>], &mut Cursor) {
+        let (ready, consumer) = present(&mut self.receiver).split();
+        (ready, consumer, &self.shared, &mut self.flow, &self.topics, &mut self.cursor)
     }
 
     /// The next record, read in place (no copy), and its [`Ack`]. The record
@@ -521,12 +523,12 @@ impl GroupReader {
     /// # Ok(()) }
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
-        let (consumer, shared, flow, topics, cursor) = self.reading_parts();
+        let (mut ready, consumer, shared, flow, topics, cursor) = self.reading_parts();
         'next: loop {
             let msg = 'received: {
                 // (A statement of its own, so that its result is gone before
                 // the wait below and is not kept in this future.)
-                match flow.ready_record(consumer, shared) {
+                match flow.ready_record(&mut ready, consumer, shared) {
                     Ok(Some(msg)) => break 'received msg,
                     Ok(None) => {}
                     Err(e) => return Some(Err(e)),
@@ -581,11 +583,11 @@ impl GroupReader {
         &mut self,
         mut process: impl FnMut(&RecordRef<'_>) -> Result<Step, E>,
     ) -> Result<(), E> {
-        let (consumer, shared, flow, topics, cursor) = self.reading_parts();
+        let (mut ready, consumer, shared, flow, topics, cursor) = self.reading_parts();
         'next: loop {
             // As in `next_ref`.
             let msg = 'received: {
-                if let Some(msg) = flow.ready_record(consumer, shared)? {
+                if let Some(msg) = flow.ready_record(&mut ready, consumer, shared)? {
                     break 'received msg;
                 }
                 match flow.wait_for_record(consumer, shared).await {
@@ -742,10 +744,10 @@ impl GroupReader {
     /// members take over without waiting for a session timeout.
     pub async fn shutdown(mut self) -> Result<()> {
         let committed = self.commit().await;
-        if let Some(consumer) = self.consumer.take() {
+        if let Some(receiver) = self.receiver.take() {
             // Closing sends LeaveGroup and runs the revoke callback; it blocks,
             // so it runs off the async threads.
-            tokio::task::spawn_blocking(move || drop(consumer)).await.map_err(|e| Error::Task(e.to_string()))?;
+            tokio::task::spawn_blocking(move || drop(receiver)).await.map_err(|e| Error::Task(e.to_string()))?;
         }
         info!(group = %self.group_id, "left consumer group");
         committed
@@ -756,18 +758,18 @@ impl Flow {
     /// Commits when due, applies backpressure, and takes the next record if
     /// one is waiting. A record usually is; taking it without an await point
     /// keeps a receive future out of the reader's futures (a future is moved
-    /// by value, with a memcpy, each time a caller wraps it). Dropping a
-    /// pending receive loses nothing: librdkafka's queue gives a record up
-    /// only when one is returned.
+    /// by value, with a memcpy, each time a caller wraps it), and taking it
+    /// from the receiver's own stream registers no waker (item 23).
     #[inline(always)]
     fn ready_record<'c>(
         &mut self,
-        consumer: &'c StreamConsumer<GroupContext>,
+        ready: &mut Ready<'c, GroupContext>,
+        consumer: &StreamConsumer<GroupContext>,
         shared: &Shared,
     ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>> {
         self.commit_if_due(consumer, shared);
         self.apply_backpressure(consumer, shared)?;
-        Ok(consumer.recv().now_or_never())
+        Ok(ready.take())
     }
 
     /// Waits for a record, or for a reason to look again: `None` when a
@@ -894,10 +896,10 @@ impl Flow {
 
 impl Drop for GroupReader {
     fn drop(&mut self) {
-        if let Some(consumer) = self.consumer.take() {
+        if let Some(receiver) = self.receiver.take() {
             // The consumer's own drop commits through the revoke callback and
             // leaves the group.
-            block_here(|| drop(consumer));
+            block_here(|| drop(receiver));
         }
     }
 }

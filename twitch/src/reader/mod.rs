@@ -12,6 +12,7 @@
 mod group;
 mod offsets;
 mod partition;
+mod receiver;
 
 pub use group::{Ack, GroupEvent, GroupReader, GroupReaderBuilder, OnDecodeError, Step};
 pub use partition::{PartitionReader, PartitionReaderBuilder};

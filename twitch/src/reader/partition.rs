@@ -15,6 +15,7 @@ use super::{decode_ref, decode_value, Decoded, Decoding, StartAt, CONSUMER_DEFAU
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
+use crate::reader::receiver::Receiver;
 use crate::record::{shared_topic, ConsumedRecord, RecordRef, TopicPartition};
 use crate::warden::validate_topic_name;
 
@@ -153,7 +154,7 @@ impl PartitionReaderBuilder {
         consumer.assign(&tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
         debug!(partitions = self.partitions.len(), "partition reader assigned");
         Ok(PartitionReader {
-            consumer,
+            receiver: Receiver::new(consumer),
             decoding: self.decoding,
             stop_at_end: self.stop_at_end,
             one_topic: assigned.windows(2).all(|w| w[0].topic == w[1].topic),
@@ -185,7 +186,7 @@ impl PartitionReaderBuilder {
 /// # Ok(()) }
 /// ```
 pub struct PartitionReader {
-    consumer: StreamConsumer<ReaderContext>,
+    receiver: Receiver<ReaderContext>,
     decoding: Decoding,
     stop_at_end: bool,
     assigned: Vec<Assigned>,
@@ -236,11 +237,18 @@ impl PartitionReader {
     /// # Ok(()) }
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<RecordRef<'_>>> {
+        let (mut ready, consumer) = self.receiver.split();
         loop {
             if self.stop_at_end && self.assigned.iter().all(|a| a.done) {
                 return None;
             }
-            match self.consumer.recv().await {
+            // A record is usually waiting: taken without registering a waker
+            // (item 23); otherwise wait for one.
+            let msg = match ready.take() {
+                Some(msg) => msg,
+                None => consumer.recv().await,
+            };
+            match msg {
                 Ok(msg) => {
                     let partition = msg.partition();
                     let found = if self.one_topic {
