@@ -559,8 +559,8 @@ impl GroupReader {
     /// of the reader itself come back through `From<twitch::Error>`.
     ///
     /// The cheapest way to read: no [`Ack`] and no future per record (in the
-    /// benchmark, within 3 % of raw rdkafka's own `recv` loop in instructions
-    /// per record; docs/performance.md). Use [`next_ref`](Self::next_ref) or
+    /// benchmark, within 3 % of raw rdkafka's cheapest loop, over one message
+    /// stream, in instructions per record; docs/performance.md). Use [`next_ref`](Self::next_ref) or
     /// [`next`](Self::next) when processing awaits, or acks later or on
     /// another task. Cancel-safe: it awaits only while no record is in hand,
     /// so dropping the future loses nothing.
