@@ -489,15 +489,15 @@ impl std::fmt::Debug for GroupReader {
     }
 }
 
-/// The consumer's receiver; only `shutdown` (which consumes the reader) and
-/// drop take it.
-fn present(receiver: &mut Option<Receiver<GroupContext>>) -> &mut Receiver<GroupContext> {
-    receiver.as_mut().unwrap_or_else(|| unreachable!("consumer present until shutdown"))
+/// The consumer's receiver (borrowed either way); only `shutdown` (which
+/// consumes the reader) and drop take it.
+fn present<R>(receiver: Option<R>) -> R {
+    receiver.unwrap_or_else(|| unreachable!("consumer present until shutdown"))
 }
 
 impl GroupReader {
     fn consumer(&self) -> &StreamConsumer<GroupContext> {
-        self.receiver.as_ref().unwrap_or_else(|| unreachable!("consumer present until shutdown")).consumer()
+        present(self.receiver.as_ref()).consumer()
     }
 
     /// What the reading loops use, borrowed apart: the record they hand out
@@ -506,7 +506,7 @@ impl GroupReader {
     fn reading_parts(
         &mut self,
     ) -> (Ready<'_, GroupContext>, &StreamConsumer<GroupContext>, &Shared, &mut Flow, &[Arc<str>], &mut Cursor) {
-        let (ready, consumer) = present(&mut self.receiver).split();
+        let (ready, consumer) = present(self.receiver.as_mut()).split();
         (ready, consumer, &self.shared, &mut self.flow, &self.topics, &mut self.cursor)
     }
 
@@ -560,10 +560,10 @@ impl GroupReader {
     ///
     /// The cheapest way to read: no [`Ack`] and no future per record (in the
     /// benchmark, within 3 % of raw rdkafka's cheapest loop, over one message
-    /// stream, in instructions per record; docs/performance.md). Use [`next_ref`](Self::next_ref) or
-    /// [`next`](Self::next) when processing awaits, or acks later or on
-    /// another task. Cancel-safe: it awaits only while no record is in hand,
-    /// so dropping the future loses nothing.
+    /// stream, in instructions per record; docs/performance.md). Use
+    /// [`next_ref`](Self::next_ref) or [`next`](Self::next) when processing
+    /// awaits, or acks later or on another task. Cancel-safe: it awaits only
+    /// while no record is in hand, so dropping the future loses nothing.
     ///
     /// ```no_run
     /// # async fn demo(reader: &mut twitch::GroupReader) -> twitch::Result<()> {
