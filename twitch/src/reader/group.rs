@@ -28,7 +28,7 @@ use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::reader::offsets::{Cursor, OffsetTracker, TrackedPartition};
-use crate::reader::receiver::{Ready, Receiver};
+use crate::reader::receiver::{Incoming, Receiver};
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
 use crate::warden::validate_topic_name;
@@ -505,9 +505,9 @@ impl GroupReader {
     #[allow(clippy::type_complexity)]
     fn reading_parts(
         &mut self,
-    ) -> (Ready<'_, GroupContext>, &StreamConsumer<GroupContext>, &Shared, &mut Flow, &[Arc<str>], &mut Cursor) {
-        let (ready, consumer) = present(self.receiver.as_mut()).split();
-        (ready, consumer, &self.shared, &mut self.flow, &self.topics, &mut self.cursor)
+    ) -> (Incoming<'_, GroupContext>, &StreamConsumer<GroupContext>, &Shared, &mut Flow, &[Arc<str>], &mut Cursor) {
+        let (incoming, consumer) = present(self.receiver.as_mut()).split();
+        (incoming, consumer, &self.shared, &mut self.flow, &self.topics, &mut self.cursor)
     }
 
     /// The next record, read in place (no copy), and its [`Ack`]. The record
@@ -523,17 +523,17 @@ impl GroupReader {
     /// # Ok(()) }
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
-        let (mut ready, consumer, shared, flow, topics, cursor) = self.reading_parts();
+        let (mut incoming, consumer, shared, flow, topics, cursor) = self.reading_parts();
         'next: loop {
             let msg = 'received: {
                 // (A statement of its own, so that its result is gone before
                 // the wait below and is not kept in this future.)
-                match flow.ready_record(&mut ready, consumer, shared) {
+                match flow.ready_record(&mut incoming, consumer, shared) {
                     Ok(Some(msg)) => break 'received msg,
                     Ok(None) => {}
                     Err(e) => return Some(Err(e)),
                 }
-                match flow.wait_for_record(consumer, shared).await {
+                match flow.wait_for_record(&mut incoming, shared).await {
                     Some(msg) => *msg,
                     None => continue 'next,
                 }
@@ -583,14 +583,14 @@ impl GroupReader {
         &mut self,
         mut process: impl FnMut(&RecordRef<'_>) -> Result<Step, E>,
     ) -> Result<(), E> {
-        let (mut ready, consumer, shared, flow, topics, cursor) = self.reading_parts();
+        let (mut incoming, consumer, shared, flow, topics, cursor) = self.reading_parts();
         'next: loop {
             // As in `next_ref`.
             let msg = 'received: {
-                if let Some(msg) = flow.ready_record(&mut ready, consumer, shared)? {
+                if let Some(msg) = flow.ready_record(&mut incoming, consumer, shared)? {
                     break 'received msg;
                 }
-                match flow.wait_for_record(consumer, shared).await {
+                match flow.wait_for_record(&mut incoming, shared).await {
                     Some(msg) => *msg,
                     None => continue 'next,
                 }
@@ -763,13 +763,13 @@ impl Flow {
     #[inline(always)]
     fn ready_record<'c>(
         &mut self,
-        ready: &mut Ready<'c, GroupContext>,
+        incoming: &mut Incoming<'c, GroupContext>,
         consumer: &StreamConsumer<GroupContext>,
         shared: &Shared,
     ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>> {
         self.commit_if_due(consumer, shared);
         self.apply_backpressure(consumer, shared)?;
-        Ok(ready.take())
+        Ok(incoming.take())
     }
 
     /// Waits for a record, or for a reason to look again: `None` when a
@@ -778,17 +778,17 @@ impl Flow {
     /// comes). Boxed, and so is what it returns: waiting is the rare path,
     /// and its timer, notification and result would otherwise make the
     /// future of every read several times larger.
-    fn wait_for_record<'c>(
+    fn wait_for_record<'w, 'c>(
         &self,
-        consumer: &'c StreamConsumer<GroupContext>,
-        shared: &'c Shared,
-    ) -> Pin<Box<impl Future<Output = Option<Box<KafkaResult<BorrowedMessage<'c>>>>> + 'c>> {
+        incoming: &'w mut Incoming<'c, GroupContext>,
+        shared: &'w Shared,
+    ) -> Pin<Box<impl Future<Output = Option<Box<KafkaResult<BorrowedMessage<'c>>>>> + 'w>> {
         let until_commit = Duration::from(self.commit_every).saturating_sub(self.last_commit.elapsed().into());
         let commit_at = tokio::time::Instant::now() + until_commit;
         let paused = !self.paused.is_empty();
         Box::pin(async move {
             tokio::select! {
-                msg = consumer.recv() => Some(Box::new(msg)),
+                msg = incoming.recv() => Some(Box::new(msg)),
                 _ = shared.tracker.signal().acked(), if paused => None,
                 _ = tokio::time::sleep_until(commit_at), if shared.commits => None,
             }

@@ -237,18 +237,12 @@ impl PartitionReader {
     /// # Ok(()) }
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<RecordRef<'_>>> {
-        let (mut ready, consumer) = self.receiver.split();
+        let (mut incoming, _) = self.receiver.split();
         loop {
             if self.stop_at_end && self.assigned.iter().all(|a| a.done) {
                 return None;
             }
-            // A record is usually waiting: taken without registering a waker
-            // (item 23); otherwise wait for one.
-            let msg = match ready.take() {
-                Some(msg) => msg,
-                None => consumer.recv().await,
-            };
-            match msg {
+            match incoming.recv().await {
                 Ok(msg) => {
                     let partition = msg.partition();
                     let found = if self.one_topic {

@@ -6,9 +6,9 @@
 //! unregisters it when dropped (the mutex again): about 170 of the 2,200
 //! instructions a record costs the group read in the benchmark
 //! (docs/performance.md, item 23). [`Receiver`] keeps one stream for the
-//! consumer's whole life and polls it without waiting when a record is
-//! ready; waiting for one still goes through `recv`, whose waker is
-//! registered only then.
+//! consumer's whole life: a waiting record is taken from it without a waker,
+//! and a reader that has to wait registers its waker in the stream's one
+//! slot.
 //!
 //! The stream borrows the consumer it is kept next to, which the borrow
 //! checker cannot express; this is the one `unsafe` block of twitch.
@@ -55,34 +55,48 @@ impl<C: ConsumerContext + 'static> Receiver<C> {
         &self.consumer
     }
 
-    /// The consumer, and a way to take waiting records whose borrow is of
-    /// the consumer (shared) rather than of the taker, so the reading loops
-    /// can hand one out and still wait through the consumer on another path.
-    pub(crate) fn split(&mut self) -> (Ready<'_, C>, &StreamConsumer<C>) {
-        (Ready { stream: &mut self.stream }, &self.consumer)
+    /// The consumer, and the records coming in, whose borrow is of the
+    /// consumer (shared) rather than of [`Incoming`], so the reading loops
+    /// can hand one out and still use the consumer and wait for the next.
+    pub(crate) fn split(&mut self) -> (Incoming<'_, C>, &StreamConsumer<C>) {
+        (Incoming { stream: &mut self.stream }, &self.consumer)
     }
 }
 
-/// Takes records from a [`Receiver`] without waiting.
-pub(crate) struct Ready<'c, C: ConsumerContext + 'static> {
+/// Takes records from a [`Receiver`]'s stream.
+pub(crate) struct Incoming<'c, C: ConsumerContext + 'static> {
     stream: &'c mut MessageStream<'static, C>,
 }
 
-impl<'c, C: ConsumerContext + 'static> Ready<'c, C> {
+impl<'c, C: ConsumerContext + 'static> Incoming<'c, C> {
     /// The next record (or error) if librdkafka has one ready, else `None`
     /// (also when it served an event such as a rebalance instead; the
-    /// caller then waits through `recv`, which looks again at once).
-    /// `None` loses nothing: librdkafka's queue gives a record up only when
-    /// one is returned.
+    /// caller then waits with [`recv`](Self::recv), which looks again at
+    /// once). `None` loses nothing: librdkafka's queue gives a record up
+    /// only when one is returned.
     #[inline(always)]
     pub(crate) fn take(&mut self) -> Option<KafkaResult<BorrowedMessage<'c>>> {
         // A no-op waker: when the queue is empty the stream stores it in its
-        // slot, where a wake-up finds nobody to wake; the waiting path has
-        // its own stream and waker.
-        match Pin::new(&mut *self.stream).poll_next(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(msg) => msg,
+        // slot, until `recv` stores a real one there.
+        match self.poll_recv(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(msg) => Some(msg),
             Poll::Pending => None,
         }
+    }
+
+    /// The next record (or error), waiting for one if none is ready.
+    /// Cancel-safe, as `take` is.
+    pub(crate) async fn recv(&mut self) -> KafkaResult<BorrowedMessage<'c>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    #[inline(always)]
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<KafkaResult<BorrowedMessage<'c>>> {
+        Pin::new(&mut *self.stream).poll_next(cx).map(|msg| {
+            // rdkafka's own `recv` expects the same: its message stream
+            // yields a message or is pending, and never ends.
+            msg.unwrap_or_else(|| unreachable!("rdkafka's message stream never ends"))
+        })
     }
 }
 
