@@ -124,6 +124,18 @@ impl fmt::Debug for ClientSettings {
     }
 }
 
+/// Checks a topic name as Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
+/// and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." || !name.chars().all(legal) {
+        return Err(Error::config(format!(
+            "`{name}` is not a valid topic name (1 to 249 characters of a-z, A-Z, 0-9, `.`, `_`, `-`)"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

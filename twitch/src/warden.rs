@@ -38,6 +38,7 @@ mod groups;
 pub use groups::{decode_assignment, GroupInfo, MemberInfo, PartitionLag};
 use crate::error::{Error, Result};
 use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
+pub use crate::config::validate_topic_name;
 use crate::record::TopicPartition;
 use crate::writer::{KeyedWriter, PartitionWriter, TransactionalWriter};
 
@@ -98,18 +99,6 @@ impl TopicConfiguration {
         }
         Ok(())
     }
-}
-
-/// Checks a topic name as Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`,
-/// and not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<()> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 249 || name == "." || name == ".." || !name.chars().all(legal) {
-        return Err(Error::config(format!(
-            "`{name}` is not a valid topic name (1 to 249 characters of a-z, A-Z, 0-9, `.`, `_`, `-`)"
-        )));
-    }
-    Ok(())
 }
 
 /// A broker of the cluster.

@@ -176,7 +176,7 @@ struct WriterCore {
 impl WriterCore {
     fn new(settings: &ClientSettings, topic: &str) -> Result<Self> {
         settings.validate()?;
-        crate::warden::validate_topic_name(topic)?;
+        crate::config::validate_topic_name(topic)?;
         let config = settings.client_config(PRODUCER_DEFAULTS);
         let max_message_bytes = config
             .get("message.max.bytes")

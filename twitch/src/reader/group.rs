@@ -31,7 +31,7 @@ use crate::reader::offsets::{Cursor, OffsetTracker, TrackedPartition};
 use crate::reader::receiver::{Incoming, Receiver};
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
-use crate::warden::validate_topic_name;
+use crate::config::validate_topic_name;
 use crate::writer::KeyedWriter;
 
 /// A change of this member's partitions.

@@ -17,7 +17,7 @@ use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::reader::receiver::Receiver;
 use crate::record::{shared_topic, ConsumedRecord, RecordRef, TopicPartition};
-use crate::warden::validate_topic_name;
+use crate::config::validate_topic_name;
 
 /// Logs librdkafka's errors, except the end-of-partition events that
 /// `stop_at_end` asks for.
