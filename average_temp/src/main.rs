@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use temps::{Averages, ConsumerSummary, Reading, ASSIGNED_LOG_MESSAGE};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use twitch::reader::{GroupEvent, OnDecodeError};
-use twitch::{Decoded, Format, GroupReader, KafkaCluster, StartAt, TopicConfiguration};
+use twitch::reader::{GroupEvent, GroupStart, OnDecodeError};
+use twitch::{Decoded, Format, GroupReader, KafkaCluster, TopicConfiguration};
 
 use temps::signals::Signals;
 
@@ -201,8 +201,8 @@ async fn run(args: Args) -> Result<(), AppError> {
             .topic(&args.topic)
             .format(Format::Json)
             .start(match args.start {
-                Start::Beginning => StartAt::Beginning,
-                Start::End => StartAt::End,
+                Start::Beginning => GroupStart::Beginning,
+                Start::End => GroupStart::End,
             })
             .on_decode_error(match &dead_letter {
                 Some(topic) => OnDecodeError::DeadLetter(topic.clone()),
@@ -221,7 +221,7 @@ async fn run(args: Args) -> Result<(), AppError> {
     };
     info!(topic = %args.topic, %group, dead_letter = dead_letter.as_deref().unwrap_or("off"), "reading");
 
-    let mut events = reader.events();
+    let mut events = Some(reader.events());
     let mut averages = Averages::default();
     let mut assigned = BTreeSet::new();
     let mut seen = BTreeSet::new();
@@ -369,7 +369,7 @@ impl Watch {
     async fn run(
         &self,
         signals: &mut Signals,
-        events: &mut Option<UnboundedReceiver<GroupEvent>>,
+        events: &mut Option<Receiver<GroupEvent>>,
         assigned: &mut BTreeSet<i32>,
         topic: &str,
         group: &str,
@@ -417,7 +417,7 @@ impl Watch {
     }
 }
 
-async fn next_event(events: &mut Option<UnboundedReceiver<GroupEvent>>) -> Option<GroupEvent> {
+async fn next_event(events: &mut Option<Receiver<GroupEvent>>) -> Option<GroupEvent> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

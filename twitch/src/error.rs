@@ -206,6 +206,16 @@ pub enum Error {
         source: CodecError,
     },
 
+    /// A [`RebalanceListener`](crate::reader::RebalanceListener) failed; the
+    /// rebalance waits, and the next read runs the listener again.
+    #[error("rebalance listener failed in {stage}: {source}")]
+    Listener {
+        /// `on_assigned`.
+        stage: &'static str,
+        /// The listener's error.
+        source: crate::reader::ListenerError,
+    },
+
     /// A blocking task could not run to completion.
     #[error("background task failed: {0}")]
     Task(String),

@@ -1,5 +1,5 @@
 #![doc = include_str!("../../README.md")]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod codec;

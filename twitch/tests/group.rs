@@ -151,7 +151,7 @@ async fn warden_reports_members_assignments_and_lag() {
     write_keyed(&cluster, &topic, 0..90).await;
 
     let mut reader = cluster.group_reader(&group).topic(&topic).build().unwrap();
-    let mut events = reader.events().unwrap();
+    let mut events = reader.events();
     for _ in 0..30 {
         let (_, ack) = timeout(Duration::from_secs(20), reader.next()).await.unwrap().unwrap().unwrap();
         ack.ack();

@@ -10,11 +10,11 @@
 //! stream goes on.
 
 mod group;
-mod offsets;
 mod partition;
-mod receiver;
 
-pub use group::{Ack, GroupEvent, GroupReader, GroupReaderBuilder, OnDecodeError, Step};
+pub use group::{
+    Ack, GroupEvent, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, RebalanceListener, Step,
+};
 pub use partition::{PartitionReader, PartitionReaderBuilder};
 
 use serde::de::DeserializeOwned;
@@ -29,11 +29,12 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "false"),
     ("auto.offset.reset", "earliest"),
     // librdkafka's 1 s default stalls any reader that processes records more
-    // slowly than they arrive, once its prefetch queue fills (docs/performance.md).
+    // slowly than they arrive, once its prefetch queue fills.
     ("fetch.queue.backoff.ms", "10"),
 ];
 
-/// Where reading starts.
+/// Where a partition reader starts reading a partition (and where a
+/// [`RebalanceListener`] starts an assigned one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
     /// The oldest record still stored.

@@ -15,7 +15,6 @@ use super::{decode_ref, decode_value, Decoded, Decoding, StartAt, CONSUMER_DEFAU
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
-use crate::reader::receiver::Receiver;
 use crate::record::{shared_topic, ConsumedRecord, RecordRef, TopicPartition};
 use crate::config::validate_topic_name;
 
@@ -99,10 +98,8 @@ impl PartitionReaderBuilder {
     /// headers in [`RecordMeta::headers`](crate::RecordMeta::headers). Turn it
     /// off when the writers set no headers (twitch's do not, by default):
     /// every record is then decoded with [`format`](Self::format), `headers`
-    /// stays empty, and each typed read saves librdkafka's header parse
-    /// (about 0.13 µs, a fifth of reading and decoding a small bincode value;
-    /// docs/performance.md). Reads of raw records keep their headers either
-    /// way.
+    /// stays empty, and typed reads skip librdkafka's header parse. Reads of
+    /// raw records keep their headers either way.
     pub fn typed_headers(mut self, yes: bool) -> Self {
         self.decoding.headers = yes;
         self
@@ -154,7 +151,7 @@ impl PartitionReaderBuilder {
         consumer.assign(&tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
         debug!(partitions = self.partitions.len(), "partition reader assigned");
         Ok(PartitionReader {
-            receiver: Receiver::new(consumer),
+            consumer,
             decoding: self.decoding,
             stop_at_end: self.stop_at_end,
             one_topic: assigned.windows(2).all(|w| w[0].topic == w[1].topic),
@@ -186,7 +183,7 @@ impl PartitionReaderBuilder {
 /// # Ok(()) }
 /// ```
 pub struct PartitionReader {
-    receiver: Receiver<ReaderContext>,
+    consumer: StreamConsumer<ReaderContext>,
     decoding: Decoding,
     stop_at_end: bool,
     assigned: Vec<Assigned>,
@@ -237,12 +234,11 @@ impl PartitionReader {
     /// # Ok(()) }
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<RecordRef<'_>>> {
-        let (mut incoming, _) = self.receiver.split();
         loop {
             if self.stop_at_end && self.assigned.iter().all(|a| a.done) {
                 return None;
             }
-            match incoming.recv().await {
+            match self.consumer.recv().await {
                 Ok(msg) => {
                     let partition = msg.partition();
                     let found = if self.one_topic {

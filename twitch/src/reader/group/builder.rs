@@ -1,0 +1,247 @@
+//! The group reader's settings, and joining the group.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tracing::info;
+
+use super::flow::Flow;
+use super::offsets::{Cursor, OffsetTracker};
+use super::rebalance::{GroupContext, RebalanceListener};
+use super::typed::DeadLetter;
+use super::{GroupReader, Member, OnDecodeError};
+use crate::codec::Format;
+use crate::config::{validate_topic_name, ClientSettings};
+use crate::error::{Error, Result, TransientLog};
+use crate::reader::{Decoding, CONSUMER_DEFAULTS};
+use crate::writer::KeyedWriter;
+
+/// Where a group starts reading a partition it has no committed offset
+/// for. (To start elsewhere, choose the offset in a
+/// [`RebalanceListener::on_assigned`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupStart {
+    /// The oldest record still stored.
+    #[default]
+    Beginning,
+    /// Only records written from now on.
+    End,
+}
+
+/// Builds a [`GroupReader`]; get one from
+/// [`KafkaCluster::group_reader`](crate::warden::KafkaCluster::group_reader).
+pub struct GroupReaderBuilder {
+    settings: ClientSettings,
+    group_id: String,
+    topics: Vec<String>,
+    start: GroupStart,
+    commit_interval: Duration,
+    revoke_grace: Duration,
+    max_pending_per_partition: usize,
+    decoding: Decoding,
+    on_decode_error: OnDecodeError,
+    transactional: bool,
+    listener: Option<Box<dyn RebalanceListener>>,
+}
+
+impl std::fmt::Debug for GroupReaderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupReaderBuilder")
+            .field("settings", &self.settings)
+            .field("group_id", &self.group_id)
+            .field("topics", &self.topics)
+            .field("start", &self.start)
+            .field("commit_interval", &self.commit_interval)
+            .field("revoke_grace", &self.revoke_grace)
+            .field("max_pending_per_partition", &self.max_pending_per_partition)
+            .field("on_decode_error", &self.on_decode_error)
+            .field("transactional", &self.transactional)
+            .field("listener", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupReaderBuilder {
+    pub(crate) fn new(settings: ClientSettings, group_id: &str) -> Self {
+        GroupReaderBuilder {
+            settings,
+            group_id: group_id.to_owned(),
+            topics: Vec::new(),
+            start: GroupStart::Beginning,
+            commit_interval: Duration::from_secs(1),
+            revoke_grace: Duration::from_secs(5),
+            max_pending_per_partition: 10_000,
+            decoding: Decoding::default(),
+            on_decode_error: OnDecodeError::Fail,
+            transactional: false,
+            listener: None,
+        }
+    }
+
+    /// Subscribes to this topic too.
+    pub fn topic(mut self, topic: &str) -> Self {
+        self.topics.push(topic.to_owned());
+        self
+    }
+
+    /// Where a partition with no committed offset starts (default
+    /// [`GroupStart::Beginning`]).
+    pub fn start(mut self, start: GroupStart) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How often processed offsets are committed (default 1 s).
+    pub fn commit_interval(mut self, every: Duration) -> Self {
+        self.commit_interval = every;
+        self
+    }
+
+    /// How long a revoke waits for in-flight records of the revoked
+    /// partitions to be acked before committing (default 5 s). The reader
+    /// waits on its own task, without blocking a thread.
+    pub fn revoke_grace(mut self, grace: Duration) -> Self {
+        self.revoke_grace = grace;
+        self
+    }
+
+    /// Unacked records per partition above which fetching of that partition
+    /// pauses, until half of them are acked (default 10,000).
+    pub fn max_pending_per_partition(mut self, max: usize) -> Self {
+        self.max_pending_per_partition = max.max(1);
+        self
+    }
+
+    /// Format for records that do not name one (default bincode).
+    pub fn format(mut self, format: Format) -> Self {
+        self.decoding.format = format;
+        self
+    }
+
+    /// Whether typed reads look at each record's headers (default true): to
+    /// follow a [`FORMAT_HEADER`](crate::codec::FORMAT_HEADER) and to carry the
+    /// headers in [`RecordMeta::headers`](crate::RecordMeta::headers). Turn it
+    /// off when the writers set no headers (twitch's do not, by default):
+    /// every record is then decoded with [`format`](Self::format), `headers`
+    /// stays empty, and typed reads skip librdkafka's header parse. Reads of
+    /// raw records keep their headers either way.
+    pub fn typed_headers(mut self, yes: bool) -> Self {
+        self.decoding.headers = yes;
+        self
+    }
+
+    /// What [`GroupReader::typed`] does with undecodable records.
+    pub fn on_decode_error(mut self, policy: OnDecodeError) -> Self {
+        self.on_decode_error = policy;
+        self
+    }
+
+    /// Code to run during rebalances: choose where assigned partitions start,
+    /// finish work on revoked ones before their offsets are committed.
+    pub fn on_rebalance(mut self, listener: impl RebalanceListener + 'static) -> Self {
+        self.listener = Some(Box::new(listener));
+        self
+    }
+
+    /// How long the coordinator waits for a silent member before giving its
+    /// partitions to the others (librdkafka's default is 45 s); heartbeats
+    /// go every third of it.
+    pub fn session_timeout(self, timeout: Duration) -> Self {
+        let ms = timeout.as_millis().max(3);
+        self.set("session.timeout.ms", &ms.to_string()).set("heartbeat.interval.ms", &(ms / 3).to_string())
+    }
+
+    /// Static membership: a restart with the same id within the session
+    /// timeout gets the same partitions back without a rebalance.
+    pub fn static_member(self, instance_id: &str) -> Self {
+        self.set("group.instance.id", instance_id)
+    }
+
+    /// Cooperative-sticky assignment: rebalances move only the partitions
+    /// that must move.
+    pub fn cooperative(self) -> Self {
+        self.set("partition.assignment.strategy", "cooperative-sticky")
+    }
+
+    /// Reads only committed transactional records (`true`, librdkafka's
+    /// default) or everything (`false`).
+    pub fn read_committed(self, yes: bool) -> Self {
+        self.set("isolation.level", if yes { "read_committed" } else { "read_uncommitted" })
+    }
+
+    /// For consume-transform-produce: the reader never commits by itself;
+    /// its processed offsets are committed only through
+    /// [`TransactionalWriter::send_offsets`](crate::writer::TransactionalWriter::send_offsets).
+    /// Also reads only committed records.
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
+        self.read_committed(true)
+    }
+
+    /// Any librdkafka consumer setting. `enable.auto.commit` cannot be turned
+    /// on: twitch commits only processed records.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.settings = self.settings.set(key, value);
+        self
+    }
+
+    /// Creates the consumer and subscribes. Partitions arrive with the
+    /// first rebalance, while the reader is being read.
+    pub fn build(self) -> Result<GroupReader> {
+        self.settings.validate()?;
+        if self.group_id.trim().is_empty() {
+            return Err(Error::config("the consumer group id is empty"));
+        }
+        if self.topics.is_empty() {
+            return Err(Error::config("a group reader needs at least one topic"));
+        }
+        for t in &self.topics {
+            validate_topic_name(t)?;
+        }
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            if self.settings.get(key).is_some_and(|v| v != "false") {
+                return Err(Error::config(format!(
+                    "`{key}` cannot be enabled: twitch commits only what the application acked"
+                )));
+            }
+        }
+        let mut config = self.settings.client_config(CONSUMER_DEFAULTS);
+        config.set("group.id", &self.group_id);
+        if self.settings.get("auto.offset.reset").is_none() {
+            config.set("auto.offset.reset", if self.start == GroupStart::End { "latest" } else { "earliest" });
+        }
+        let topics: Vec<Arc<str>> = self.topics.iter().map(|t| Arc::from(t.as_str())).collect();
+        let context = GroupContext::new(OffsetTracker::new(&topics), !self.transactional);
+        let consumer: StreamConsumer<GroupContext> =
+            config.create_with_context(context).map_err(|source| Error::ClientCreation { role: "consumer", source })?;
+        let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|source| Error::Subscription { operation: "subscribe", source })?;
+        let dead_letter = match &self.on_decode_error {
+            OnDecodeError::DeadLetter(topic) => Some(DeadLetter::new(KeyedWriter::new(&self.settings, topic)?)),
+            OnDecodeError::Fail => None,
+        };
+        info!(group = %self.group_id, topics = ?names, "joined consumer group");
+        Ok(GroupReader {
+            member: Member { consumer: Some(Arc::new(consumer)), topics },
+            flow: Flow {
+                cursor: Cursor::default(),
+                commit_every: self.commit_interval,
+                last_commit: Instant::now(),
+                max_pending: self.max_pending_per_partition,
+                full: false,
+                paused: HashSet::new(),
+                transient: TransientLog::default(),
+                revoke_grace: self.revoke_grace,
+                listener: self.listener,
+                events: None,
+            },
+            decoding: self.decoding,
+            dead_letter,
+            group_id: self.group_id,
+        })
+    }
+}

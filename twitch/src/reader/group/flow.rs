@@ -1,0 +1,242 @@
+//! What the group reader does between records: carry out rebalances, commit
+//! on its interval, pause and resume partitions for backpressure, and hand
+//! records out with their acks.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::offsets::Cursor;
+use super::rebalance::{assign, commit_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
+use super::Ack;
+use crate::error::{Error, Result, TransientLog};
+use crate::record::TopicPartition;
+
+pub(super) type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// The reader's state between records.
+pub(super) struct Flow {
+    /// The assigned partitions, as the reader last carried a rebalance out.
+    pub(super) cursor: Cursor,
+    pub(super) commit_every: Duration,
+    pub(super) last_commit: Instant,
+    pub(super) max_pending: usize,
+    /// A partition reached `max_pending` unprocessed records.
+    pub(super) full: bool,
+    pub(super) paused: HashSet<TopicPartition>,
+    pub(super) transient: TransientLog,
+    pub(super) revoke_grace: Duration,
+    pub(super) listener: Option<Box<dyn RebalanceListener>>,
+    /// Where rebalance events go, once the application asked for them.
+    pub(super) events: Option<mpsc::Sender<GroupEvent>>,
+}
+
+/// Commits `offsets` and waits for the broker, on a blocking thread.
+pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
+    let tpl = commit_list(&offsets).map_err(|source| Error::Commit { source })?;
+    let member = Arc::clone(consumer);
+    tokio::task::spawn_blocking(move || member.commit(&tpl, CommitMode::Sync))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|source| Error::Commit { source })?;
+    consumer.context().tracker.committed(&offsets);
+    Ok(())
+}
+
+impl Flow {
+    /// Everything due before the next record: rebalances, a commit,
+    /// backpressure.
+    pub(super) async fn before_read(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
+        while let Some(pending) = consumer.context().take_pending() {
+            self.carry_out(consumer, pending).await?;
+        }
+        if consumer.context().commits && self.last_commit.elapsed() >= self.commit_every {
+            self.commit_in_background(consumer);
+        }
+        if self.full || !self.paused.is_empty() {
+            self.pause_or_resume(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// The next record if one is waiting; else waits for one, or for a
+    /// reason to look again (`None`): a rebalance, a commit due, or an ack
+    /// while partitions are paused.
+    pub(super) async fn next_message<'c>(&self, consumer: &'c GroupConsumer) -> Option<KafkaResult<BorrowedMessage<'c>>> {
+        if let Some(msg) = consumer.recv().now_or_never() {
+            return Some(msg);
+        }
+        let context = consumer.context();
+        let paused = !self.paused.is_empty();
+        let commit_at = tokio::time::Instant::from_std(self.last_commit + self.commit_every);
+        tokio::select! {
+            msg = consumer.recv() => Some(msg),
+            () = context.rebalanced.notified() => None,
+            () = context.tracker.acked(), if paused => None,
+            () = tokio::time::sleep_until(commit_at), if context.commits => None,
+        }
+    }
+
+    /// The topic name to hand `msg` out with (the reader's copy) and its
+    /// ack; `None` for a record of a partition not assigned (any more),
+    /// which is skipped: it is read again by whoever owns the partition.
+    pub(super) fn hand_out<'t>(&mut self, msg: &BorrowedMessage<'_>, topics: &'t [Arc<str>]) -> Option<(&'t Arc<str>, Ack)> {
+        let (partition, offset) = (msg.partition(), msg.offset());
+        let topic = match topics {
+            [only] => Some(only),
+            all => all.iter().find(|t| ***t == *msg.topic()),
+        };
+        let Some((topic, tracked)) = topic.and_then(|topic| Some((topic, self.cursor.find(topic, partition)?))) else {
+            debug!(topic = msg.topic(), partition, offset, "record of a partition not assigned; skipped");
+            return None;
+        };
+        self.full |= tracked.handed_out(offset) >= self.max_pending;
+        Some((topic, Ack::new(Arc::clone(tracked), offset)))
+    }
+
+    /// Sends the processed offsets to the broker without waiting.
+    fn commit_in_background(&mut self, consumer: &GroupConsumer) {
+        self.last_commit = Instant::now();
+        let offsets = consumer.context().tracker.committable(None);
+        if offsets.is_empty() {
+            return;
+        }
+        match commit_list(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Async)) {
+            Ok(()) => debug!(?offsets, "commit sent"),
+            Err(e) => warn!(error = %e, "periodic commit failed; will retry"),
+        }
+    }
+
+    /// Pauses partitions with too many unprocessed records and resumes
+    /// paused ones that are down to half of that.
+    fn pause_or_resume(&mut self, consumer: &GroupConsumer) -> Result<()> {
+        self.full = false;
+        let assigned = consumer.context().tracker.pending_by_partition();
+        self.paused.retain(|tp| assigned.iter().any(|(a, _)| a == tp));
+        let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        for (tp, pending) in assigned {
+            if !self.paused.contains(&tp) && pending >= self.max_pending {
+                pause.push(tp);
+            } else if self.paused.contains(&tp) && pending <= self.max_pending / 2 {
+                resume.push(tp);
+            }
+        }
+        let list = |tps: &[TopicPartition]| tpl_of(tps.iter().map(|tp| (tp, None)));
+        if !pause.is_empty() {
+            debug!(partitions = ?pause, "pausing: too many unprocessed records");
+            list(&pause)
+                .and_then(|tpl| consumer.pause(&tpl))
+                .map_err(|source| Error::Subscription { operation: "pause", source })?;
+            self.paused.extend(pause);
+        }
+        if !resume.is_empty() {
+            debug!(partitions = ?resume, "resuming");
+            list(&resume)
+                .and_then(|tpl| consumer.resume(&tpl))
+                .map_err(|source| Error::Subscription { operation: "resume", source })?;
+            for tp in &resume {
+                self.paused.remove(tp);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn carry_out(&mut self, consumer: &Arc<GroupConsumer>, pending: Pending) -> Result<()> {
+        match pending {
+            Pending::Assign(partitions) => self.assign(consumer, partitions).await,
+            Pending::Revoke { partitions, lost } => {
+                if let Err(e) = self.give_up(consumer, &partitions, lost).await {
+                    warn!(error = %e, "commit on revoke failed; those records will be read again");
+                }
+                let tpl = tpl_of(partitions.iter().map(|tp| (tp, None))).map_err(|source| Error::Subscription { operation: "unassign", source })?;
+                unassign(&**consumer, &tpl);
+                info!(?partitions, "partitions revoked");
+                self.emit(GroupEvent::Revoked(partitions));
+                Ok(())
+            }
+            Pending::Error(error) => {
+                self.cursor.refresh(&consumer.context().tracker);
+                self.emit(GroupEvent::Error(error));
+                Ok(())
+            }
+        }
+    }
+
+    async fn assign(&mut self, consumer: &Arc<GroupConsumer>, partitions: Vec<TopicPartition>) -> Result<()> {
+        let context = consumer.context();
+        let chosen = match self.listener.as_mut() {
+            Some(listener) => match listener.on_assigned(&partitions).await {
+                Ok(chosen) => chosen,
+                Err(source) => {
+                    context.put_back(Pending::Assign(partitions));
+                    return Err(Error::Listener { stage: "on_assigned", source });
+                }
+            },
+            None => Vec::new(),
+        };
+        let tpl = tpl_of(starts_for(&partitions, chosen)).map_err(|source| Error::Subscription { operation: "assign", source })?;
+        context.tracker.assign(&partitions);
+        self.cursor.refresh(&context.tracker);
+        assign(&**consumer, &tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
+        info!(?partitions, "partitions assigned");
+        self.emit(GroupEvent::Assigned(partitions));
+        Ok(())
+    }
+
+    /// Gives partitions up as a revoke does: waits up to the revoke grace
+    /// for their in-flight records, runs the listener, commits what was
+    /// processed (unless `lost`), and stops tracking them; the error is the
+    /// commit's. The consumer still has to unassign them.
+    pub(super) async fn give_up(&mut self, consumer: &Arc<GroupConsumer>, partitions: &[TopicPartition], lost: bool) -> Result<()> {
+        let context = consumer.context();
+        if !lost {
+            self.wait_for_acks(context, partitions).await;
+        }
+        if let Some(listener) = self.listener.as_mut() {
+            listener.on_revoked(partitions, lost).await;
+        }
+        let offsets = context.tracker.committable(Some(partitions));
+        let mut committed = Ok(());
+        if context.commits && !lost && !offsets.is_empty() {
+            committed = commit_sync(consumer, offsets.clone()).await;
+            if committed.is_ok() {
+                info!(?offsets, "committed processed offsets of partitions given up");
+            }
+        }
+        let unprocessed = context.tracker.pending_of(partitions);
+        if unprocessed > 0 {
+            warn!(unprocessed, "partitions given up with unprocessed records; they will be read again");
+        }
+        context.tracker.revoke(partitions);
+        self.cursor.refresh(&context.tracker);
+        self.paused.retain(|tp| !partitions.contains(tp));
+        committed
+    }
+
+    /// Waits until every record handed out of `partitions` is acked, or the
+    /// revoke grace runs out.
+    async fn wait_for_acks(&self, context: &GroupContext, partitions: &[TopicPartition]) {
+        let deadline = tokio::time::Instant::now() + self.revoke_grace;
+        while context.tracker.pending_of(partitions) > 0 {
+            if tokio::time::timeout_at(deadline, context.tracker.acked()).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    fn emit(&mut self, event: GroupEvent) {
+        let Some(events) = &self.events else { return };
+        match events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => warn!(?event, "rebalance events are not being read; event dropped"),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.events = None,
+        }
+    }
+}

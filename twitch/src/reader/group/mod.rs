@@ -1,0 +1,297 @@
+//! Consumer-group reading, at least once by construction.
+//!
+//! Every record comes with an [`Ack`]. Offsets are committed only up to the
+//! first record not yet acked, per partition, so a record is never committed
+//! before the application processed it, whatever order acks come in.
+//! Commits happen every `commit_interval`, when partitions are revoked (after
+//! waiting up to `revoke_grace` for their in-flight records), and on
+//! [`GroupReader::shutdown`] or drop. Auto-commit is always off.
+//!
+//! * `builder`: settings and joining the group.
+//! * `rebalance`: librdkafka's callbacks, the [`RebalanceListener`].
+//! * `flow`: what happens between records (rebalances, commits,
+//!   backpressure, handing records out).
+//! * `offsets`, `ack`: which offsets may be committed.
+//! * `typed`: typed reads and the dead-letter topic.
+
+mod ack;
+mod builder;
+mod flow;
+mod offsets;
+mod rebalance;
+mod typed;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{BoxStream, StreamExt};
+use rdkafka::consumer::Consumer;
+use tokio::sync::mpsc;
+use tracing::info;
+
+pub use ack::Ack;
+pub use builder::{GroupReaderBuilder, GroupStart};
+pub use rebalance::{GroupEvent, ListenerError, RebalanceListener};
+pub use typed::OnDecodeError;
+
+use self::flow::{commit_sync, Flow, GroupConsumer};
+use self::typed::DeadLetter;
+use crate::error::{is_transient, Error, Result};
+use crate::reader::Decoding;
+use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
+use crate::rt::block_here;
+
+/// Rebalance events kept for an application that reads them late.
+const EVENTS_CAPACITY: usize = 64;
+
+/// What [`GroupReader::for_each_ref`] does after a record it handed out
+/// was processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Go on with the next record.
+    Continue,
+    /// Stop reading and return.
+    Stop,
+}
+
+/// The consumer and the topic names its records borrow.
+struct Member {
+    /// Taken only when the reader is dropped, to close the consumer.
+    consumer: Option<Arc<GroupConsumer>>,
+    /// The subscribed topics; records borrow their names from here.
+    topics: Vec<Arc<str>>,
+}
+
+impl Member {
+    fn consumer(&self) -> &Arc<GroupConsumer> {
+        match &self.consumer {
+            Some(consumer) => consumer,
+            None => unreachable!("the consumer is taken only when the reader is dropped"),
+        }
+    }
+}
+
+/// A consumer-group member that commits only what was processed.
+///
+/// ```no_run
+/// # async fn demo() -> twitch::Result<()> {
+/// use futures::StreamExt;
+/// use twitch::warden::KafkaCluster;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Reading { sensor: String, celsius: f64 }
+///
+/// let cluster = KafkaCluster::new("127.0.0.1:9092".into(), "docs".into());
+/// let mut reader = cluster.group_reader("averagers").topic("temperatures").build()?;
+/// {
+///     let mut readings = reader.typed::<Reading>();
+///     while let Some(item) = readings.next().await {
+///         let (reading, ack) = item?;
+///         println!("{} {}", reading.value.sensor, reading.value.celsius);
+///         ack.ack(); // only now may its offset be committed
+///     }
+/// }
+/// reader.shutdown().await?; // commits and leaves the group at once
+/// # Ok(()) }
+/// ```
+pub struct GroupReader {
+    member: Member,
+    flow: Flow,
+    decoding: Decoding,
+    dead_letter: Option<DeadLetter>,
+    group_id: String,
+}
+
+impl std::fmt::Debug for GroupReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupReader")
+            .field("group_id", &self.group_id)
+            .field("assignment", &self.assignment())
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupReader {
+    fn consumer(&self) -> &Arc<GroupConsumer> {
+        self.member.consumer()
+    }
+
+    /// The next record, read in place (no copy), and its [`Ack`]. The record
+    /// borrows the reader; the ack does not, and may be acked any time later,
+    /// on any task. Rebalances are carried out here, between records.
+    ///
+    /// ```no_run
+    /// # async fn demo(reader: &mut twitch::GroupReader) -> twitch::Result<()> {
+    /// while let Some(item) = reader.next_ref().await {
+    ///     let (record, ack) = item?;
+    ///     println!("{}@{}: {} bytes", record.partition(), record.offset(), record.payload().len());
+    ///     ack.ack();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
+        let (consumer, topics) = (self.member.consumer(), &self.member.topics);
+        let flow = &mut self.flow;
+        loop {
+            if let Err(e) = flow.before_read(consumer).await {
+                return Some(Err(e));
+            }
+            match flow.next_message(consumer).await {
+                Some(Ok(msg)) => {
+                    let Some((topic, ack)) = flow.hand_out(&msg, topics) else { continue };
+                    return Some(Ok((RecordRef::new(msg, topic), ack)));
+                }
+                Some(Err(source)) if is_transient(&source) => flow.transient.report(&source),
+                Some(Err(source)) => return Some(Err(Error::Consume { source })),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads records in place and hands each to `process`, in the order they
+    /// come, until `process` returns [`Step::Stop`] or an error. A record
+    /// counts as processed (its offset may be committed) once `process`
+    /// returns `Ok` for it. When it returns `Err`, that record stays
+    /// unprocessed, so it and the records after it in its partition are read
+    /// again after a restart or rebalance, and the error is returned; errors
+    /// of the reader itself come back through `From<twitch::Error>`.
+    ///
+    /// ```no_run
+    /// # async fn demo(reader: &mut twitch::GroupReader) -> twitch::Result<()> {
+    /// use twitch::reader::Step;
+    ///
+    /// let mut bytes = 0;
+    /// reader
+    ///     .for_each_ref(|record| {
+    ///         bytes += record.payload().len();
+    ///         // Stop after a megabyte (this record counts as processed too).
+    ///         Ok::<_, twitch::Error>(if bytes < 1 << 20 { Step::Continue } else { Step::Stop })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn for_each_ref<E: From<Error>>(
+        &mut self,
+        mut process: impl FnMut(&RecordRef<'_>) -> Result<Step, E>,
+    ) -> Result<(), E> {
+        loop {
+            let Some(item) = self.next_ref().await else { return Ok(()) };
+            let (record, ack) = item?;
+            let step = process(&record)?;
+            ack.ack();
+            if step == Step::Stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The next record, as an owned copy, and its [`Ack`].
+    pub async fn next(&mut self) -> Option<Result<(ConsumedRecord, Ack)>> {
+        Some(self.next_ref().await?.map(|(record, ack)| (record.detach(), ack)))
+    }
+
+    /// Records (owned copies) and their acks as a stream.
+    pub fn stream(&mut self) -> BoxStream<'_, Result<(ConsumedRecord, Ack)>> {
+        futures::stream::unfold(self, |reader| async move { reader.next().await.map(|r| (r, reader)) }).boxed()
+    }
+
+    /// Marks a record processed without its [`Ack`], for example to skip an
+    /// undecodable record returned in [`Error::Decode`].
+    pub fn mark_processed(&self, record: &ConsumedRecord) {
+        self.consumer().context().tracker.mark_processed(&record.topic, record.partition, record.offset);
+    }
+
+    /// The offsets that may be committed now: per partition, the first
+    /// record not yet processed.
+    pub fn processed_offsets(&self) -> Vec<(TopicPartition, i64)> {
+        self.consumer().context().tracker.committable(None)
+    }
+
+    /// The group's metadata, for committing offsets in a transaction.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer().group_metadata()
+    }
+
+    /// Rebalance events from now on, as the reader carries rebalances out.
+    /// Nothing is kept until this is called; a later call replaces the
+    /// receiver. Events that find the receiver full (64 unread) are dropped
+    /// with a warning.
+    pub fn events(&mut self) -> mpsc::Receiver<GroupEvent> {
+        let (tx, rx) = mpsc::channel(EVENTS_CAPACITY);
+        self.flow.events = Some(tx);
+        rx
+    }
+
+    /// Partitions assigned to this member now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.consumer().context().tracker.assigned()
+    }
+
+    /// Records handed out and not yet acked.
+    pub fn pending(&self) -> usize {
+        self.consumer().context().tracker.total_pending()
+    }
+
+    /// The group id.
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// Commits every processed offset now and waits for the broker (on a
+    /// blocking thread: the async runtime is not blocked).
+    pub async fn commit(&mut self) -> Result<()> {
+        let consumer = self.member.consumer();
+        let offsets = consumer.context().tracker.committable(None);
+        if offsets.is_empty() || !consumer.context().commits {
+            return Ok(());
+        }
+        commit_sync(consumer, offsets).await?;
+        self.flow.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Waits up to the revoke grace for records in flight, commits what was
+    /// processed and leaves the group at once, so the other members take
+    /// over without waiting for a session timeout.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let consumer = Arc::clone(self.member.consumer());
+        let context = consumer.context();
+        while let Some(pending) = context.take_pending() {
+            if let Err(e) = self.flow.carry_out(&consumer, pending).await {
+                tracing::warn!(error = %e, "rebalance during shutdown failed");
+            }
+        }
+        let assigned = context.tracker.assigned();
+        let outcome = self.flow.give_up(&consumer, &assigned, consumer.assignment_lost()).await;
+        context.close();
+        drop(consumer);
+        // Closing sends LeaveGroup and blocks, so it runs off the async threads.
+        tokio::task::spawn_blocking(move || drop(self)).await.map_err(|e| Error::Task(e.to_string()))?;
+        info!("left consumer group");
+        outcome
+    }
+}
+
+impl Drop for GroupReader {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.member.consumer.take() {
+            // Closing commits what was processed (in the revoke callback) and
+            // leaves the group; it blocks.
+            consumer.context().close();
+            block_here(|| drop(consumer));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Readers move to other tasks and threads, and may be shared (`pending`,
+    /// `assignment`, ...).
+    #[test]
+    fn readers_are_send_and_sync() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<super::GroupReader>();
+        send_and_sync::<crate::PartitionReader>();
+    }
+}

@@ -1,0 +1,281 @@
+//! Rebalances: librdkafka's callback only records what the coordinator
+//! decided; the reader carries it out on its own task, where it can wait
+//! for acks and run the application's listener without blocking a thread.
+//!
+//! librdkafka calls the rebalance callback from inside the reader's poll and
+//! then waits for the application to assign or unassign, which the reader
+//! does once it has waited for in-flight records, run the
+//! [`RebalanceListener`] and committed. Only while the consumer closes (on
+//! drop or [`shutdown`](super::GroupReader::shutdown)) is the rebalance
+//! carried out inside the callback, as nobody reads any more.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::offsets::OffsetTracker;
+use crate::reader::StartAt;
+use crate::record::TopicPartition;
+
+/// A change of this member's partitions, as reported by
+/// [`GroupReader::events`](super::GroupReader::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupEvent {
+    /// These partitions were assigned to this member.
+    Assigned(Vec<TopicPartition>),
+    /// These partitions were taken away; their processed offsets were
+    /// committed first (unless the assignment was lost).
+    Revoked(Vec<TopicPartition>),
+    /// The group coordinator reported a rebalance error.
+    Error(String),
+}
+
+/// The error a listener may return.
+pub type ListenerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Code that runs during a rebalance, on the reader's task, like Kafka's
+/// `ConsumerRebalanceListener`. Both methods do nothing by default.
+///
+/// ```no_run
+/// use futures::future::BoxFuture;
+/// use twitch::reader::{ListenerError, RebalanceListener, StartAt};
+/// use twitch::TopicPartition;
+///
+/// /// Starts every assigned partition where a database says it was left.
+/// struct ResumeFromDb;
+///
+/// impl RebalanceListener for ResumeFromDb {
+///     fn on_assigned<'a>(
+///         &'a mut self,
+///         assigned: &'a [TopicPartition],
+///     ) -> BoxFuture<'a, Result<Vec<(TopicPartition, StartAt)>, ListenerError>> {
+///         Box::pin(async move {
+///             // A real sink reads these in the database.
+///             Ok(assigned.iter().map(|tp| (tp.clone(), StartAt::Offset(0))).collect())
+///         })
+///     }
+/// }
+/// ```
+pub trait RebalanceListener: Send + Sync {
+    /// Partitions were assigned to this member. Returns where reading starts
+    /// in any of them (the others start at the group's committed offset).
+    /// An error leaves the assignment waiting: the read that ran the
+    /// listener returns [`Error::Listener`](crate::Error::Listener), and the
+    /// next read runs it again.
+    fn on_assigned<'a>(
+        &'a mut self,
+        assigned: &'a [TopicPartition],
+    ) -> BoxFuture<'a, Result<Vec<(TopicPartition, StartAt)>, ListenerError>> {
+        let _ = assigned;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// These partitions are being taken away. Runs after in-flight records
+    /// were acked (or the reader's revoke grace ran out), before their
+    /// processed offsets are committed. `lost` is true when the member lost
+    /// them without a clean revoke (it timed out of the group): nothing is
+    /// committed then, as another member may own them already.
+    fn on_revoked<'a>(&'a mut self, revoked: &'a [TopicPartition], lost: bool) -> BoxFuture<'a, ()> {
+        let _ = (revoked, lost);
+        Box::pin(async {})
+    }
+}
+
+/// A rebalance the reader has still to carry out.
+#[derive(Debug)]
+pub(super) enum Pending {
+    Assign(Vec<TopicPartition>),
+    Revoke { partitions: Vec<TopicPartition>, lost: bool },
+    Error(String),
+}
+
+/// The consumer's context: offsets of the assigned partitions, and the
+/// rebalances waiting for the reader.
+pub(super) struct GroupContext {
+    pub(super) tracker: OffsetTracker,
+    /// False for transactional readers, whose offsets commit with the
+    /// producer's transaction.
+    pub(super) commits: bool,
+    pending: Mutex<VecDeque<Pending>>,
+    /// Wakes the reader when a rebalance comes in.
+    pub(super) rebalanced: Notify,
+    /// Set when the consumer is being closed: rebalances are then carried
+    /// out in the callback.
+    closing: AtomicBool,
+}
+
+pub(super) fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+}
+
+/// A partition list with these start positions (`None`: the committed one).
+pub(super) fn tpl_of<'a>(partitions: impl IntoIterator<Item = (&'a TopicPartition, Option<RdOffset>)>) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, offset) in partitions {
+        match offset {
+            Some(offset) => tpl.add_partition_offset(&tp.topic, tp.partition, offset)?,
+            None => {
+                tpl.add_partition(&tp.topic, tp.partition);
+            }
+        }
+    }
+    Ok(tpl)
+}
+
+/// A list of offsets to commit.
+pub(super) fn commit_list(offsets: &[(TopicPartition, i64)]) -> KafkaResult<TopicPartitionList> {
+    tpl_of(offsets.iter().map(|(tp, o)| (tp, Some(RdOffset::Offset(*o)))))
+}
+
+impl GroupContext {
+    pub(super) fn new(tracker: OffsetTracker, commits: bool) -> Self {
+        GroupContext {
+            tracker,
+            commits,
+            pending: Mutex::new(VecDeque::new()),
+            rebalanced: Notify::new(),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// The next rebalance to carry out.
+    pub(super) fn take_pending(&self) -> Option<Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+    }
+
+    /// Puts back a rebalance whose listener failed, to be tried again.
+    pub(super) fn put_back(&self, pending: Pending) {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push_front(pending);
+    }
+
+    /// From now on, rebalances are carried out in the callback.
+    pub(super) fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    fn push(&self, pending: Pending) {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push_back(pending);
+        self.rebalanced.notify_one();
+    }
+
+    /// Carries a revoke out inside the callback, while the consumer closes:
+    /// commits what was processed (nobody acks any more) and unassigns.
+    fn revoke_now(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let revoked = tps_of(tpl);
+        let offsets = self.tracker.committable(Some(&revoked));
+        if self.commits && !offsets.is_empty() && !consumer.assignment_lost() {
+            match commit_list(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Sync)) {
+                Ok(()) => info!(?offsets, "committed processed offsets on close"),
+                Err(e) => warn!(error = %e, "commit on close failed; those records will be read again"),
+            }
+        }
+        let pending = self.tracker.pending_of(&revoked);
+        if pending > 0 {
+            warn!(pending, "closed with unprocessed records; they will be read again");
+        }
+        self.tracker.revoke(&revoked);
+        unassign(consumer, tpl);
+    }
+}
+
+/// Gives these partitions up, as the rebalance protocol wants it.
+pub(super) fn unassign<C: Consumer<X>, X: ConsumerContext>(consumer: &C, tpl: &TopicPartitionList) {
+    let res = match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+        _ => consumer.unassign(),
+    };
+    if let Err(e) = res {
+        warn!(error = %e, "unassign failed");
+    }
+}
+
+/// Takes these partitions on, as the rebalance protocol wants it.
+pub(super) fn assign<C: Consumer<X>, X: ConsumerContext>(consumer: &C, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+        _ => consumer.assign(tpl),
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let closing = self.closing.load(Ordering::SeqCst);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if closing => {
+                if let Err(e) = assign(consumer, tpl) {
+                    warn!(error = %e, "assign while closing failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.push(Pending::Assign(tps_of(tpl))),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS if closing => self.revoke_now(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.push(Pending::Revoke { partitions: tps_of(tpl), lost: consumer.assignment_lost() })
+            }
+            other => {
+                let error = KafkaError::Rebalance(RDKafkaErrorCode::from(other));
+                warn!(%error, "rebalance error; giving the partitions up");
+                self.tracker.revoke(&tps_of(tpl));
+                unassign(consumer, tpl);
+                self.push(Pending::Error(error.to_string()));
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                let done: Vec<(TopicPartition, i64)> = offsets
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        RdOffset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect();
+                self.tracker.committed(&done);
+            }
+            Err(e) => warn!(error = %e, "offset commit failed; will retry"),
+        }
+    }
+}
+
+/// The starts the listener chose, for the partitions assigned.
+pub(super) fn starts_for(assigned: &[TopicPartition], chosen: Vec<(TopicPartition, StartAt)>) -> Vec<(&TopicPartition, Option<RdOffset>)> {
+    assigned
+        .iter()
+        .map(|tp| (tp, chosen.iter().find(|(c, _)| c == tp).map(|(_, s)| s.to_rd())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_start_applies_only_to_its_partition() {
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        let assigned = [a.clone(), b.clone()];
+        let starts = starts_for(&assigned, vec![(b.clone(), StartAt::Offset(7)), (TopicPartition::new("u", 0), StartAt::End)]);
+        assert_eq!(starts, vec![(&a, None), (&b, Some(RdOffset::Offset(7)))]);
+    }
+
+    #[test]
+    fn offsets_to_commit_become_a_list() {
+        let tpl = commit_list(&[(TopicPartition::new("t", 2), 40)]).unwrap();
+        let e = &tpl.elements()[0];
+        assert_eq!((e.topic(), e.partition(), e.offset()), ("t", 2, RdOffset::Offset(40)));
+        assert_eq!(tps_of(&tpl), vec![TopicPartition::new("t", 2)]);
+    }
+}
