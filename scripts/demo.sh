@@ -3,7 +3,7 @@
 #
 #   scripts/demo.sh [SCENARIO ARGS...]
 #
-# 1. Installs the nisshi broker (built once and cached, see docs/broker.md).
+# 1. Installs the nisshi broker (built once and cached, see docs/brokers.md).
 # 2. Starts it on 127.0.0.1:9092 with in-memory storage, unless KAFKA_BROKERS is set (then that
 #    cluster is used) or a broker already answers on 9092 (then that one is used and left running).
 # 3. Builds the workspace in release mode and runs `cargo run --release -p scenarios -- ARGS`.

@@ -15,7 +15,7 @@ free_port() {
     echo "$port"
 }
 
-# Installs nisshi (built once, cached; see docs/broker.md), starts it on 127.0.0.1:$1 and exports
+# Installs nisshi (built once, cached; see docs/brokers.md), starts it on 127.0.0.1:$1 and exports
 # KAFKA_BROKERS. The broker is stopped when the script exits, whatever the outcome; the script's
 # exit code is kept.
 start_own_broker() {

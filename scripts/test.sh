@@ -4,7 +4,7 @@
 #   scripts/test.sh
 #
 # 1. cargo clippy --workspace --all-targets -- -D warnings
-# 2. Starts a fresh nisshi broker (built once and cached, see docs/broker.md) on the first free
+# 2. Starts a fresh nisshi broker (built once and cached, see docs/brokers.md) on the first free
 #    port from 19092 (or $TWITCH_TEST_PORT), and exports KAFKA_BROKERS=127.0.0.1:PORT.
 #    If KAFKA_BROKERS is already set, the tests use that cluster and nothing is started.
 # 3. cargo test --workspace --all-targets, then cargo test --workspace --doc.

@@ -581,8 +581,7 @@ enum RawRead {
     Owned,
     /// Borrowed, from one message stream for the whole read, with no timer
     /// per message (the caller bounds the whole read): raw rdkafka's
-    /// cheapest loop, which registers no waker per message as `recv` does
-    /// (docs/performance.md, item 23).
+    /// cheapest loop, which registers no waker per message as `recv` does.
     Untimed,
 }
 
