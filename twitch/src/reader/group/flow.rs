@@ -54,8 +54,9 @@ impl Flow {
     /// Everything due before the next record: rebalances, a commit,
     /// backpressure.
     pub(super) async fn before_read(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
-        while let Some(pending) = consumer.context().take_pending() {
+        while let Some(pending) = consumer.context().next_pending() {
             self.carry_out(consumer, pending).await?;
+            consumer.context().carried_out();
         }
         if consumer.context().commits && self.last_commit.elapsed() >= self.commit_every {
             self.commit_in_background(consumer);
@@ -174,10 +175,7 @@ impl Flow {
         let chosen = match self.listener.as_mut() {
             Some(listener) => match listener.on_assigned(&partitions).await {
                 Ok(chosen) => chosen,
-                Err(source) => {
-                    context.put_back(Pending::Assign(partitions));
-                    return Err(Error::Listener { stage: "on_assigned", source });
-                }
+                Err(source) => return Err(Error::Listener { stage: "on_assigned", source }),
             },
             None => Vec::new(),
         };

@@ -257,14 +257,16 @@ impl GroupReader {
     pub async fn shutdown(mut self) -> Result<()> {
         let consumer = Arc::clone(self.member.consumer());
         let context = consumer.context();
-        while let Some(pending) = context.take_pending() {
+        while let Some(pending) = context.next_pending() {
             if let Err(e) = self.flow.carry_out(&consumer, pending).await {
+                // Left for the close below.
                 tracing::warn!(error = %e, "rebalance during shutdown failed");
+                break;
             }
+            context.carried_out();
         }
         let assigned = context.tracker.assigned();
         let outcome = self.flow.give_up(&consumer, &assigned, consumer.assignment_lost()).await;
-        context.close();
         drop(consumer);
         // Closing sends LeaveGroup and blocks, so it runs off the async threads.
         tokio::task::spawn_blocking(move || drop(self)).await.map_err(|e| Error::Task(e.to_string()))?;
@@ -278,8 +280,10 @@ impl Drop for GroupReader {
         if let Some(consumer) = self.member.consumer.take() {
             // Closing commits what was processed (in the revoke callback) and
             // leaves the group; it blocks.
-            consumer.context().close();
-            block_here(|| drop(consumer));
+            block_here(|| {
+                consumer.context().settle(&*consumer);
+                drop(consumer);
+            });
         }
     }
 }

@@ -92,7 +92,7 @@ pub trait RebalanceListener: Send + Sync {
 }
 
 /// A rebalance the reader has still to carry out.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Pending {
     Assign(Vec<TopicPartition>),
     Revoke { partitions: Vec<TopicPartition>, lost: bool },
@@ -148,14 +148,40 @@ impl GroupContext {
         }
     }
 
-    /// The next rebalance to carry out.
-    pub(super) fn take_pending(&self) -> Option<Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+    /// The next rebalance to carry out. It stays first in line until
+    /// [`carried_out`](Self::carried_out), so that a read cancelled while it
+    /// carries a rebalance out (at a listener's await, say) carries it out
+    /// again next time instead of leaving librdkafka waiting.
+    pub(super) fn next_pending(&self) -> Option<Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).front().cloned()
     }
 
-    /// Puts back a rebalance whose listener failed, to be tried again.
-    pub(super) fn put_back(&self, pending: Pending) {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push_front(pending);
+    /// The rebalance from [`next_pending`](Self::next_pending) is done.
+    pub(super) fn carried_out(&self) {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+    }
+
+    /// Carries out, without the reader, the rebalances it left waiting: it
+    /// is being dropped, and the consumer closes next.
+    pub(super) fn settle<C: Consumer<Self>>(&self, consumer: &C) {
+        self.close();
+        while let Some(pending) = self.next_pending() {
+            let partitions = match &pending {
+                Pending::Assign(partitions) | Pending::Revoke { partitions, .. } => partitions.as_slice(),
+                Pending::Error(_) => &[],
+            };
+            match tpl_of(partitions.iter().map(|tp| (tp, None))) {
+                Ok(tpl) if matches!(pending, Pending::Assign(_)) => {
+                    if let Err(e) = assign(consumer, &tpl) {
+                        warn!(error = %e, "assign while closing failed");
+                    }
+                }
+                Ok(tpl) if matches!(pending, Pending::Revoke { .. }) => self.revoke_now(consumer, &tpl),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "rebalance while closing failed"),
+            }
+            self.carried_out();
+        }
     }
 
     /// From now on, rebalances are carried out in the callback.
@@ -170,7 +196,7 @@ impl GroupContext {
 
     /// Carries a revoke out inside the callback, while the consumer closes:
     /// commits what was processed (nobody acks any more) and unassigns.
-    fn revoke_now(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+    fn revoke_now<C: Consumer<Self>>(&self, consumer: &C, tpl: &TopicPartitionList) {
         let revoked = tps_of(tpl);
         let offsets = self.tracker.committable(Some(&revoked));
         if self.commits && !offsets.is_empty() && !consumer.assignment_lost() {
