@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tracing::info;
 
-use super::flow::Flow;
-use super::offsets::{Cursor, OffsetTracker};
+use super::flow::{Cursor, Flow};
+use super::offsets::OffsetTracker;
 use super::rebalance::{GroupContext, RebalanceListener};
 use super::typed::DeadLetter;
 use super::{GroupReader, Member, OnDecodeError};

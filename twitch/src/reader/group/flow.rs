@@ -13,7 +13,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::offsets::Cursor;
+use super::offsets::{OffsetTracker, TrackedPartition};
 use super::rebalance::{assign, commit_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
 use super::Ack;
 use crate::error::{Error, Result, TransientLog};
@@ -36,6 +36,26 @@ pub(super) struct Flow {
     pub(super) listener: Option<Box<dyn RebalanceListener>>,
     /// Where rebalance events go, once the application asked for them.
     pub(super) events: Option<mpsc::Sender<GroupEvent>>,
+}
+
+/// The reader's copy of the assignment, refreshed by the reader whenever it
+/// changes the assignment, so that handing a record out takes no tracker
+/// lock.
+#[derive(Debug, Default)]
+pub(super) struct Cursor {
+    partitions: Vec<Arc<TrackedPartition>>,
+}
+
+impl Cursor {
+    /// Copies the tracker's assignment.
+    pub(super) fn refresh(&mut self, tracker: &OffsetTracker) {
+        self.partitions.clone_from(&tracker.list());
+    }
+
+    /// The tracked partition of a record, if it is assigned.
+    pub(super) fn find(&self, topic: &str, partition: i32) -> Option<&Arc<TrackedPartition>> {
+        self.partitions.iter().find(|p| p.is(topic, partition))
+    }
 }
 
 /// Commits `offsets` and waits for the broker, on a blocking thread.

@@ -151,7 +151,7 @@ impl OffsetTracker {
         self.acked.notified().await;
     }
 
-    fn list(&self) -> MutexGuard<'_, Vec<Arc<TrackedPartition>>> {
+    pub(super) fn list(&self) -> MutexGuard<'_, Vec<Arc<TrackedPartition>>> {
         lock(&self.partitions)
     }
 
@@ -245,29 +245,10 @@ impl OffsetTracker {
     }
 }
 
-/// The reader's copy of the assignment, refreshed by the reader whenever it
-/// changes the assignment, so that handing a record out takes no tracker
-/// lock.
-#[derive(Debug, Default)]
-pub(crate) struct Cursor {
-    partitions: Vec<Arc<TrackedPartition>>,
-}
-
-impl Cursor {
-    /// Copies the tracker's assignment.
-    pub(crate) fn refresh(&mut self, tracker: &OffsetTracker) {
-        self.partitions.clone_from(&tracker.list());
-    }
-
-    /// The tracked partition of a record, if it is assigned.
-    pub(crate) fn find(&self, topic: &str, partition: i32) -> Option<&Arc<TrackedPartition>> {
-        self.partitions.iter().find(|p| p.is(topic, partition))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reader::group::flow::Cursor;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     fn tp(p: i32) -> TopicPartition {
