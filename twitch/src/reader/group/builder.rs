@@ -21,6 +21,14 @@ use crate::writer::KeyedWriter;
 /// Where a group starts reading a partition it has no committed offset
 /// for. (To start elsewhere, choose the offset in a
 /// [`RebalanceListener::on_assigned`].)
+///
+/// An exact offset is no group-wide start, so the builder does not take one:
+///
+/// ```compile_fail
+/// # fn demo(builder: twitch::reader::GroupReaderBuilder) {
+/// builder.start(twitch::StartAt::Offset(5));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupStart {
     /// The oldest record still stored.
