@@ -154,7 +154,7 @@ pub enum Error {
         /// The timeout used.
         timeout: Duration,
         /// Records still not acknowledged.
-        in_flight: i32,
+        in_flight: u64,
     },
 
     /// Consuming failed.

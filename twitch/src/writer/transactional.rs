@@ -7,7 +7,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use serde::Serialize;
 
-use super::{Outgoing, WriterCore};
+use super::core::{DeliveryTracker, Outgoing, WriterCore};
 use crate::config::ClientSettings;
 use crate::error::{Error, Result};
 use crate::reader::GroupReader;
@@ -84,7 +84,7 @@ impl TransactionalWriter {
 
     async fn run<F>(&self, operation: &'static str, f: F) -> Result<()>
     where
-        F: FnOnce(&rdkafka::producer::ThreadedProducer<super::DeliveryTracker>, Duration) -> rdkafka::error::KafkaResult<()>
+        F: FnOnce(&rdkafka::producer::ThreadedProducer<DeliveryTracker>, Duration) -> rdkafka::error::KafkaResult<()>
             + Send
             + 'static,
     {
@@ -148,7 +148,7 @@ impl TransactionalWriter {
     /// invisible to `read_committed` readers until [`commit`](Self::commit)).
     pub async fn flush(&mut self) -> Result<()> {
         self.check_open()?;
-        self.core.flush().await.map(|_| ())
+        self.core.flush().await
     }
 
     /// Commits the open transaction: flushes its records and makes them (and
