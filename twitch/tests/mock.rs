@@ -64,7 +64,8 @@ async fn consume_transform_produce_is_exactly_once() {
             out.produce(Record::new(vec![record.payload()[0] * 2])).await.unwrap();
             ack.ack();
         }
-        out.send_offsets(input).await.unwrap();
+        let group = input.group_metadata().expect("the reader has joined its group");
+        out.send_offsets(&input.processed_offsets(), group).await.unwrap();
     }
 
     transform(&mut input, &mut out, 10).await;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
@@ -10,8 +11,7 @@ use serde::Serialize;
 use super::core::{DeliveryTracker, Outgoing, WriterCore};
 use crate::config::ClientSettings;
 use crate::error::{Error, Result};
-use crate::reader::GroupReader;
-use crate::record::Record;
+use crate::record::{Record, TopicPartition};
 
 /// Writes records to a topic in transactions: all of a transaction's records
 /// (and, for consume-transform-produce, the consumed offsets) become visible
@@ -30,7 +30,10 @@ use crate::record::Record;
 ///     ack.ack();
 ///     if input.pending() == 0 { break; }
 /// }
-/// out.send_offsets(&input).await?; // the input offsets commit with the transaction
+/// // The input offsets commit with the transaction.
+/// if let Some(group) = input.group_metadata() {
+///     out.send_offsets(&input.processed_offsets(), group).await?;
+/// }
 /// out.commit().await?;
 /// # Ok(()) }
 /// ```
@@ -48,15 +51,15 @@ impl std::fmt::Debug for TransactionalWriter {
     }
 }
 
-/// Maps a transaction failure; a broker without transactions answers
-/// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED` or an unsupported-version error.
+/// Maps a transaction failure. A broker that refuses the transactional id
+/// or does not know the transaction requests cannot run transactions.
 fn txn_error(operation: &'static str, source: KafkaError) -> Error {
     match source.rdkafka_error_code() {
         Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => Error::Unsupported {
             operation: "transactions",
             detail: format!(
-                "{source}: the broker refused the transactional id; it either lacks transactions \
-                 (nisshi 0.8 does) or its ACLs deny this transactional.id"
+                "{source}: the broker refused the transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): \
+                 it has no transaction support, or its ACLs deny this transactional.id"
             ),
         },
         Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature) => {
@@ -123,25 +126,22 @@ impl TransactionalWriter {
         self.core.send_typed(None, Some(key), value).await
     }
 
-    /// Adds the offsets `reader` has processed (acked) to the transaction, so
-    /// they are committed for its group exactly when the transaction is.
-    /// Build that reader with
-    /// [`transactional`](crate::reader::GroupReaderBuilder::transactional).
-    pub async fn send_offsets(&mut self, reader: &GroupReader) -> Result<()> {
+    /// Adds consumed `offsets` (per partition, the next offset to read) to
+    /// the transaction, so that they are committed for the consumer `group`
+    /// exactly when the transaction is. A [`GroupReader`](crate::GroupReader)
+    /// built with `.transactional()` gives both: `processed_offsets()` and
+    /// `group_metadata()`.
+    pub async fn send_offsets(&mut self, offsets: &[(TopicPartition, i64)], group: ConsumerGroupMetadata) -> Result<()> {
         self.check_open()?;
-        let offsets = reader.processed_offsets();
         if offsets.is_empty() {
             return Ok(());
         }
-        let metadata = reader
-            .group_metadata()
-            .ok_or_else(|| Error::config("the reader has no group metadata yet (no partitions assigned)"))?;
-        let mut tpl = TopicPartitionList::new();
-        for (tp, o) in &offsets {
-            tpl.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(*o))
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in offsets {
+            list.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(*offset))
                 .map_err(|e| txn_error("send offsets", e))?;
         }
-        self.run("send offsets", move |p, t| p.send_offsets_to_transaction(&tpl, &metadata, t)).await
+        self.run("send offsets", move |p, t| p.send_offsets_to_transaction(&list, &group, t)).await
     }
 
     /// Waits until the transaction's records so far are on the broker (still
