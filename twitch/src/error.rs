@@ -27,6 +27,49 @@ pub struct DeliveryFailure {
     pub error: KafkaError,
 }
 
+/// What a failed transaction call leaves behind, after librdkafka's error
+/// classes (`rd_kafka_error_is_retriable`, `_txn_requires_abort`,
+/// `_is_fatal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionErrorKind {
+    /// The transaction is still open; call the same method again.
+    Retriable,
+    /// The transaction can no longer commit; it is still open and must be
+    /// aborted before the next one begins.
+    RequiresAbort,
+    /// The writer is unusable (for example, a newer writer with the same
+    /// transactional id fenced it) and refuses every later call; create a
+    /// new one.
+    Fatal,
+    /// None of these: the call was not valid now (for example `begin` while
+    /// a transaction is open); the transaction is as it was.
+    Other,
+}
+
+impl TransactionErrorKind {
+    /// The class librdkafka gave `error`, fatal first.
+    pub(crate) fn of(error: &KafkaError) -> Self {
+        match error {
+            KafkaError::Transaction(e) if e.is_fatal() => TransactionErrorKind::Fatal,
+            KafkaError::Transaction(e) if e.txn_requires_abort() => TransactionErrorKind::RequiresAbort,
+            KafkaError::Transaction(e) if e.is_retriable() => TransactionErrorKind::Retriable,
+            _ => TransactionErrorKind::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for TransactionErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransactionErrorKind::Retriable => "retriable: the transaction is still open, call it again",
+            TransactionErrorKind::RequiresAbort => "the transaction cannot commit: abort it",
+            TransactionErrorKind::Fatal => "fatal: this writer is unusable, create a new one",
+            TransactionErrorKind::Other => "not valid now",
+        })
+    }
+}
+
 /// Everything that can go wrong in twitch.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -154,7 +197,7 @@ pub enum Error {
         /// The timeout used.
         timeout: Duration,
         /// Records still not acknowledged.
-        in_flight: i32,
+        in_flight: u64,
     },
 
     /// Consuming failed.
@@ -180,13 +223,18 @@ pub enum Error {
         source: KafkaError,
     },
 
-    /// A transaction step failed.
-    #[error("transaction {operation} failed: {source}")]
+    /// A transaction step failed; `kind` says what the transaction needs
+    /// next (also through [`Error::is_retriable`], [`Error::requires_abort`]
+    /// and [`Error::is_fatal`]).
+    #[error("transaction {operation} failed ({kind}): {source}")]
     Transaction {
-        /// `init`, `begin`, `commit`, `abort`, `send offsets`.
+        /// `init`, `begin`, `produce`, `send offsets`, `flush`, `commit`,
+        /// `abort`.
         operation: &'static str,
         /// The librdkafka error.
         source: KafkaError,
+        /// librdkafka's class of the error.
+        kind: TransactionErrorKind,
     },
 
     /// A value could not be encoded.
@@ -288,6 +336,22 @@ impl Error {
             Error::Delivery { failures } => failures.first().and_then(|f| code_of(&f.error)),
             _ => None,
         }
+    }
+
+    /// A transaction call failed but may succeed if called again: the
+    /// transaction is still open.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Error::Transaction { kind: TransactionErrorKind::Retriable, .. })
+    }
+
+    /// The transaction can no longer commit and must be aborted.
+    pub fn requires_abort(&self) -> bool {
+        matches!(self, Error::Transaction { kind: TransactionErrorKind::RequiresAbort, .. })
+    }
+
+    /// The transactional writer is unusable; create a new one.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Transaction { kind: TransactionErrorKind::Fatal, .. })
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {

@@ -12,6 +12,7 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio::time::timeout;
 use twitch::warden::KafkaCluster;
+use twitch::writer::TransactionalWriter;
 use twitch::{Record, TopicPartition};
 
 fn mock() -> (MockCluster<'static, DefaultProducerContext>, KafkaCluster) {
@@ -57,14 +58,15 @@ async fn consume_transform_produce_is_exactly_once() {
     let mut input = cluster.group_reader("eos").topic("in").transactional().build().unwrap();
     let mut out = cluster.transactional_writer("out", "eos-1").await.unwrap();
 
-    async fn transform(input: &mut twitch::GroupReader, out: &mut twitch::writer::TransactionalWriter, n: usize) {
+    async fn transform(input: &mut twitch::GroupReader, out: &mut TransactionalWriter, n: usize) {
         out.begin().await.unwrap();
         for _ in 0..n {
             let (record, ack) = timeout(Duration::from_secs(30), input.next()).await.unwrap().unwrap().unwrap();
             out.produce(Record::new(vec![record.payload()[0] * 2])).await.unwrap();
             ack.ack();
         }
-        out.send_offsets(input).await.unwrap();
+        let group = input.group_metadata().expect("the reader has joined its group");
+        out.send_offsets(&input.processed_offsets(), group).await.unwrap();
     }
 
     transform(&mut input, &mut out, 10).await;
@@ -86,6 +88,84 @@ async fn transactions_need_begin() {
     let mut out = cluster.transactional_writer("t", "needs-begin").await.unwrap();
     assert!(matches!(out.produce(Record::new(vec![1])).await, Err(twitch::Error::InvalidConfig { .. })));
     assert!(matches!(out.commit().await, Err(twitch::Error::InvalidConfig { .. })));
+}
+
+/// A transactional writer on topic `t` of the mock cluster, with a short
+/// timeout for its transaction calls.
+async fn transactional(cluster: &KafkaCluster, id: &str) -> TransactionalWriter {
+    let out = cluster.transactional_writer("t", id).await.unwrap();
+    out.with_flush_timeout(Duration::from_millis(500))
+}
+
+/// A commit that runs out of time is retriable: the transaction stays open
+/// and the same commit, called again, completes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retriable_commit_failure_leaves_the_transaction_open_for_another_commit() {
+    init_logging();
+    let (mock, cluster) = mock();
+    mock.create_topic("t", 1, 1).unwrap();
+    let mut out = transactional(&cluster, "retriable").await;
+    out.begin().await.unwrap();
+    out.produce(Record::new(vec![1])).await.unwrap();
+    // The coordinator answers EndTxn "still loading" for a few seconds;
+    // librdkafka retries it, for longer than a commit waits.
+    mock.request_errors(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 8]);
+    let err = out.commit().await.unwrap_err();
+    assert!(err.is_retriable() && !err.requires_abort() && !err.is_fatal(), "{err:?}");
+    let mut attempts = 1;
+    loop {
+        match out.commit().await {
+            Ok(()) => break,
+            Err(e) if e.is_retriable() && attempts < 60 => attempts += 1,
+            Err(e) => panic!("commit attempt {attempts} after a retriable failure: {e:?}"),
+        }
+    }
+    // Committed: the next transaction begins and commits.
+    out.begin().await.unwrap();
+    out.produce(Record::new(vec![2])).await.unwrap();
+    out.commit().await.unwrap();
+    assert_eq!(read_to_end(&cluster, "t", "read_uncommitted").await.len(), 2);
+}
+
+/// A record the broker refuses makes the transaction abortable: commit fails
+/// with `requires_abort`, and `abort` (which librdkafka then requires) works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_failure_that_requires_abort_leaves_the_transaction_open_for_abort() {
+    init_logging();
+    let (mock, cluster) = mock();
+    mock.create_topic("t", 1, 1).unwrap();
+    let mut out = transactional(&cluster, "abortable").await;
+    out.begin().await.unwrap();
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
+    out.produce(Record::new(vec![1])).await.unwrap();
+    let err = out.commit().await.unwrap_err();
+    assert!(err.requires_abort() && !err.is_retriable() && !err.is_fatal(), "{err:?}");
+    out.abort().await.unwrap();
+    assert_eq!(out.in_flight(), 0);
+    // The abort ended the transaction: the next one begins.
+    out.begin().await.unwrap();
+    out.abort().await.unwrap();
+}
+
+/// A fenced writer (PRODUCER_FENCED, fatal for librdkafka) is unusable:
+/// every later call says so, abort included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fatal_commit_failure_makes_the_writer_refuse_every_later_call() {
+    init_logging();
+    let (mock, cluster) = mock();
+    mock.create_topic("t", 1, 1).unwrap();
+    let mut out = transactional(&cluster, "fatal").await;
+    out.begin().await.unwrap();
+    out.produce(Record::new(vec![1])).await.unwrap();
+    mock.request_errors(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED]);
+    let err = out.commit().await.unwrap_err();
+    assert!(err.is_fatal() && !err.is_retriable() && !err.requires_abort(), "{err:?}");
+    let abort = out.abort().await.unwrap_err();
+    assert!(abort.is_fatal(), "{abort:?}");
+    assert!(abort.to_string().contains("unusable"), "{abort}");
+    assert!(out.begin().await.unwrap_err().is_fatal());
+    assert!(out.produce(Record::new(vec![2])).await.unwrap_err().is_fatal());
+    assert!(out.commit().await.unwrap_err().is_fatal());
 }
 
 /// Transient produce errors: the idempotent writer retries, and the partition

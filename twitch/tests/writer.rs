@@ -208,6 +208,36 @@ async fn dropping_an_unflushed_writer_still_delivers() {
     assert_eq!(read_all(&cluster, &topic, 1).await.len(), 100);
 }
 
+/// "In flight" means records whose delivery report has not come in, the
+/// same count that flush waits for: after a flush it is zero, so dropping the
+/// writer has nothing to flush (it flushes, and warns, only when
+/// `in_flight() > 0`). librdkafka's own queue length counts a batch's records
+/// until it has handled their reports, a moment after the flush returned.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_in_flight_after_a_flush() {
+    let cluster = cluster();
+    let topic = topic(&cluster, "writer-in-flight", 1).await;
+    let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap();
+    let mut record = Record::new(Vec::new());
+    let mut produced = 0u64;
+    for round in 0..20 {
+        for i in 0..20_000u32 {
+            record.payload.clear();
+            record.payload.extend_from_slice(&i.to_le_bytes());
+            writer.produce_ref(&record).await.unwrap();
+        }
+        produced += 20_000;
+        writer.flush_async().await.unwrap();
+        assert_eq!(writer.in_flight(), 0, "round {round}: in flight after flush_async");
+        assert_eq!(writer.delivered(), produced);
+        writer.produce_ref(&record).await.unwrap();
+        produced += 1;
+        writer.flush().unwrap();
+        assert_eq!(writer.in_flight(), 0, "round {round}: in flight after flush");
+        assert_eq!(writer.delivered(), produced);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn librdkafka_settings_pass_through_unchanged() {
     // librdkafka itself refuses a bad value, so the setting reached it.

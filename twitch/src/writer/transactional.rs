@@ -2,20 +2,33 @@
 
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::Producer;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use serde::Serialize;
+use tracing::error;
 
-use super::{Outgoing, WriterCore};
+use super::core::{DeliveryTracker, Outgoing, WriterCore};
+use crate::codec::Format;
 use crate::config::ClientSettings;
-use crate::error::{Error, Result};
-use crate::reader::GroupReader;
-use crate::record::Record;
+use crate::error::{DeliveryFailure, Error, Result, TransactionErrorKind};
+use crate::record::{Record, TopicPartition};
 
 /// Writes records to a topic in transactions: all of a transaction's records
 /// (and, for consume-transform-produce, the consumed offsets) become visible
 /// to `read_committed` readers together, or not at all.
+///
+/// A failed call says, through [`Error::is_retriable`],
+/// [`Error::requires_abort`] and [`Error::is_fatal`], what the transaction
+/// needs next, after librdkafka's error classes:
+///
+/// * retriable: the transaction is still open; call the same method again;
+/// * requires abort: the transaction can no longer commit; it is still open
+///   and must be [aborted](Self::abort) before the next one [begins](Self::begin);
+/// * fatal (for example, a newer writer with the same transactional id fenced
+///   this one): the writer is unusable and refuses every later call; create a
+///   new one.
 ///
 /// ```no_run
 /// # async fn demo(mut input: twitch::GroupReader) -> twitch::Result<()> {
@@ -30,40 +43,73 @@ use crate::record::Record;
 ///     ack.ack();
 ///     if input.pending() == 0 { break; }
 /// }
-/// out.send_offsets(&input).await?; // the input offsets commit with the transaction
-/// out.commit().await?;
+/// // The input offsets commit with the transaction.
+/// if let Some(group) = input.group_metadata() {
+///     out.send_offsets(&input.processed_offsets(), group).await?;
+/// }
+/// match out.commit().await {
+///     Err(e) if e.requires_abort() => out.abort().await?, // then process the input again
+///     other => other?,
+/// }
 /// # Ok(()) }
 /// ```
 pub struct TransactionalWriter {
     core: WriterCore,
-    in_transaction: bool,
+    state: State,
+}
+
+/// Where the writer's transaction stands.
+#[derive(Debug)]
+enum State {
+    /// No transaction is open.
+    Idle,
+    /// A transaction is open (possibly failed, waiting to be aborted).
+    Open,
+    /// A call failed fatally with this error; the writer is unusable.
+    Failed(KafkaError),
 }
 
 impl std::fmt::Debug for TransactionalWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransactionalWriter")
             .field("topic", &self.core.topic)
-            .field("in_transaction", &self.in_transaction)
+            .field("state", &self.state)
             .finish_non_exhaustive()
     }
 }
 
-/// Maps a transaction failure; a broker without transactions answers
-/// `TRANSACTIONAL_ID_AUTHORIZATION_FAILED` or an unsupported-version error.
+/// Maps a transaction failure. A broker that refuses the transactional id
+/// or does not know the transaction requests cannot run transactions.
 fn txn_error(operation: &'static str, source: KafkaError) -> Error {
     match source.rdkafka_error_code() {
         Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => Error::Unsupported {
             operation: "transactions",
             detail: format!(
-                "{source}: the broker refused the transactional id; it either lacks transactions \
-                 (nisshi 0.8 does) or its ACLs deny this transactional.id"
+                "{source}: the broker refused the transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): \
+                 it has no transaction support, or its ACLs deny this transactional.id"
             ),
         },
         Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature) => {
             Error::Unsupported { operation: "transactions", detail: source.to_string() }
         }
-        _ => Error::Transaction { operation, source },
+        _ => Error::Transaction { operation, kind: TransactionErrorKind::of(&source), source },
     }
+}
+
+type TxnProducer = ThreadedProducer<DeliveryTracker>;
+
+/// Runs one of librdkafka's blocking transaction calls on the blocking pool.
+async fn call_blocking<F>(producer: &TxnProducer, timeout: Duration, f: F) -> Result<KafkaResult<()>>
+where
+    F: FnOnce(&TxnProducer, Duration) -> KafkaResult<()> + Send + 'static,
+{
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || f(&producer, timeout)).await.map_err(|e| Error::Task(e.to_string()))
+}
+
+/// The error of any call after `source` made the writer unusable.
+fn unusable(operation: &'static str, source: &KafkaError) -> Error {
+    Error::Transaction { operation, source: source.clone(), kind: TransactionErrorKind::Fatal }
 }
 
 impl TransactionalWriter {
@@ -73,110 +119,142 @@ impl TransactionalWriter {
         }
         let settings = settings.clone().set("transactional.id", transactional_id);
         let core = WriterCore::new(&settings, topic)?;
-        let producer = core.producer.clone();
-        let timeout = core.flush_timeout;
-        tokio::task::spawn_blocking(move || producer.init_transactions(timeout))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?
+        call_blocking(&core.producer, core.flush_timeout, |p, t| p.init_transactions(t))
+            .await?
             .map_err(|e| txn_error("init", e))?;
-        Ok(TransactionalWriter { core, in_transaction: false })
+        Ok(TransactionalWriter { core, state: State::Idle })
     }
 
-    async fn run<F>(&self, operation: &'static str, f: F) -> Result<()>
+    /// Remembers a fatal error, after which the writer refuses every call.
+    fn note_failure(&mut self, result: KafkaResult<()>) -> KafkaResult<()> {
+        if let Err(source) = &result {
+            if TransactionErrorKind::of(source) == TransactionErrorKind::Fatal {
+                error!(topic = %self.core.topic, error = %source, "transactional writer failed fatally; it is unusable now");
+                self.state = State::Failed(source.clone());
+            }
+        }
+        result
+    }
+
+    /// Runs one of librdkafka's blocking transaction calls.
+    async fn run<F>(&mut self, operation: &'static str, f: F) -> Result<()>
     where
-        F: FnOnce(&rdkafka::producer::ThreadedProducer<super::DeliveryTracker>, Duration) -> rdkafka::error::KafkaResult<()>
-            + Send
-            + 'static,
+        F: FnOnce(&TxnProducer, Duration) -> KafkaResult<()> + Send + 'static,
     {
-        let producer = self.core.producer.clone();
-        let timeout = self.core.flush_timeout;
-        tokio::task::spawn_blocking(move || f(&producer, timeout))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?
-            .map_err(|e| txn_error(operation, e))
+        let result = call_blocking(&self.core.producer, self.core.flush_timeout, f).await?;
+        self.note_failure(result).map_err(|e| txn_error(operation, e))
+    }
+
+    /// Checks that a transaction is open for `operation`.
+    fn check_open(&self, operation: &'static str) -> Result<()> {
+        match &self.state {
+            State::Open => Ok(()),
+            State::Idle => Err(Error::config("no transaction is open: call begin() first")),
+            State::Failed(source) => Err(unusable(operation, source)),
+        }
     }
 
     /// Starts a transaction.
     pub async fn begin(&mut self) -> Result<()> {
-        self.core.producer.begin_transaction().map_err(|e| txn_error("begin", e))?;
-        self.in_transaction = true;
-        Ok(())
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.in_transaction {
-            Ok(())
-        } else {
-            Err(Error::config("no transaction is open: call begin() first"))
+        if let State::Failed(source) = &self.state {
+            return Err(unusable("begin", source));
         }
+        let result = self.core.producer.begin_transaction();
+        self.note_failure(result).map_err(|e| txn_error("begin", e))?;
+        self.state = State::Open;
+        Ok(())
     }
 
     /// Queues a record in the open transaction; its key picks the partition.
     pub async fn produce(&mut self, record: Record) -> Result<()> {
-        self.check_open()?;
+        self.check_open("produce")?;
         self.core.enqueue(Outgoing::record(None, &record)).await
     }
 
     /// Encodes `value` with the writer's format and queues it under `key`.
     pub async fn send_keyed<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<()> {
-        self.check_open()?;
+        self.check_open("send")?;
         self.core.send_typed(None, Some(key), value).await
     }
 
-    /// Adds the offsets `reader` has processed (acked) to the transaction, so
-    /// they are committed for its group exactly when the transaction is.
-    /// Build that reader with
-    /// [`transactional`](crate::reader::GroupReaderBuilder::transactional).
-    pub async fn send_offsets(&mut self, reader: &GroupReader) -> Result<()> {
-        self.check_open()?;
-        let offsets = reader.processed_offsets();
+    /// Adds consumed `offsets` (per partition, the next offset to read) to
+    /// the transaction, so that they are committed for the consumer `group`
+    /// exactly when the transaction is. A [`GroupReader`](crate::GroupReader)
+    /// built with `.transactional()` gives both: `processed_offsets()` and
+    /// `group_metadata()`.
+    pub async fn send_offsets(&mut self, offsets: &[(TopicPartition, i64)], group: ConsumerGroupMetadata) -> Result<()> {
+        self.check_open("send offsets")?;
         if offsets.is_empty() {
             return Ok(());
         }
-        let metadata = reader
-            .group_metadata()
-            .ok_or_else(|| Error::config("the reader has no group metadata yet (no partitions assigned)"))?;
-        let mut tpl = TopicPartitionList::new();
-        for (tp, o) in &offsets {
-            tpl.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(*o))
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in offsets {
+            list.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(*offset))
                 .map_err(|e| txn_error("send offsets", e))?;
         }
-        self.run("send offsets", move |p, t| p.send_offsets_to_transaction(&tpl, &metadata, t)).await
+        self.run("send offsets", move |p, t| p.send_offsets_to_transaction(&list, &group, t)).await
     }
 
     /// Waits until the transaction's records so far are on the broker (still
     /// invisible to `read_committed` readers until [`commit`](Self::commit)).
     pub async fn flush(&mut self) -> Result<()> {
-        self.check_open()?;
-        self.core.flush().await.map(|_| ())
+        self.check_open("flush")?;
+        self.core.flush().await
     }
 
     /// Commits the open transaction: flushes its records and makes them (and
-    /// any offsets sent) visible at once.
+    /// any offsets sent) visible at once. On failure the transaction stays
+    /// open: call `commit` again if the error
+    /// [is retriable](Error::is_retriable), [`abort`](Self::abort) if it
+    /// [requires abort](Error::requires_abort).
     pub async fn commit(&mut self) -> Result<()> {
-        self.check_open()?;
-        let res = self.run("commit", |p, t| p.commit_transaction(t)).await;
-        self.in_transaction = false;
-        let failures = self.core.take_failures();
-        if !failures.is_empty() {
-            return Err(Error::Delivery { failures });
-        }
-        res
+        self.check_open("commit")?;
+        self.run("commit", |p, t| p.commit_transaction(t)).await?;
+        self.state = State::Idle;
+        Ok(())
     }
 
     /// Aborts the open transaction: none of its records become visible to
-    /// `read_committed` readers.
+    /// `read_committed` readers, and its records not yet delivered are
+    /// dropped. On a [retriable](Error::is_retriable) failure the
+    /// transaction stays open: call `abort` again.
     pub async fn abort(&mut self) -> Result<()> {
-        self.check_open()?;
-        let res = self.run("abort", |p, t| p.abort_transaction(t)).await;
-        self.in_transaction = false;
+        self.check_open("abort")?;
+        self.run("abort", |p, t| p.abort_transaction(t)).await?;
+        self.state = State::Idle;
+        // The aborted transaction's failed (or purged) records are moot.
         self.core.take_failures();
-        res
+        Ok(())
+    }
+
+    /// Takes the delivery failures of the open transaction, without
+    /// waiting; for example after a commit failed, before aborting.
+    pub fn take_failures(&mut self) -> Vec<DeliveryFailure> {
+        self.core.take_failures()
+    }
+
+    /// Records handed to librdkafka whose delivery report has not come in.
+    pub fn in_flight(&self) -> u64 {
+        self.core.in_flight()
     }
 
     /// Sets the format [`send_keyed`](Self::send_keyed) encodes with.
-    pub fn with_format(mut self, format: crate::codec::Format) -> Self {
+    pub fn with_format(mut self, format: Format) -> Self {
         self.core.format = format;
         self
+    }
+
+    /// Sets how long [`flush`](Self::flush), [`commit`](Self::commit),
+    /// [`abort`](Self::abort) and [`send_offsets`](Self::send_offsets) wait
+    /// (default [`DEFAULT_FLUSH_TIMEOUT`](super::DEFAULT_FLUSH_TIMEOUT)). A
+    /// commit or abort that runs out of time fails with a retriable error.
+    pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.core.flush_timeout = timeout;
+        self
+    }
+
+    /// The topic written to.
+    pub fn topic(&self) -> &str {
+        &self.core.topic
     }
 }
