@@ -61,16 +61,18 @@ async fn run(args: &Args) -> twitch::Result<Tally> {
     let cluster = KafkaCluster::new(args.brokers.clone(), "example-group-consumer".into());
     cluster.wait_for_brokers().await?;
     let mut reader = cluster.group_reader(&args.group).topic(&args.topic).build()?;
-    info!(group = %args.group, topic = %args.topic, "joined; reading");
+    info!(group = %args.group, topic = %args.topic, "subscribed; reading");
 
     let mut tally = Tally::default();
+    // One listener for the whole run, so a Ctrl-C during processing counts.
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     let read = async {
         while args.count.is_none_or(|n| tally.records < n) {
             // Ctrl-C may interrupt a wait: a record taken but not processed
             // is not acknowledged, so the group reads it again next time.
             let next = tokio::select! {
                 next = reader.next() => next,
-                _ = tokio::signal::ctrl_c() => {
+                _ = &mut interrupted => {
                     info!("interrupted");
                     break;
                 }
