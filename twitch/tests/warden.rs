@@ -172,4 +172,9 @@ async fn altering_a_topic_config_changes_only_that_key() {
 
     let err = cluster.alter_topic_configs("has space", &[("retention.ms", "1")]).await.unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    let missing = unique("missing");
+    let err = cluster.topic_config_overrides(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownTopic { .. }), "{err}");
+    let err = cluster.topic_configs(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownTopic { .. }), "{err}");
 }

@@ -59,10 +59,16 @@ impl KafkaCluster {
     /// The topic's configs as the broker describes them: on Apache Kafka
     /// every config, defaults included; some brokers list only the configs
     /// set on the topic. Configs whose value the broker hides are left out.
+    /// A broker that describes no config at all for the topic gives
+    /// [`Error::Unsupported`] (use [`KafkaCluster::topic_config_overrides`]
+    /// for what the topic itself sets). A missing topic is
+    /// [`Error::UnknownTopic`].
     pub async fn topic_configs(&self, topic: &str) -> Result<BTreeMap<String, String>> {
         validate_topic_name(topic)?;
         let entries = self.describe_topic_configs(topic).await?;
         if entries.is_empty() {
+            // Some brokers describe a missing topic as one without configs.
+            self.topic(topic).await?;
             return Err(Error::Unsupported {
                 operation: "describe configs",
                 detail: format!("the broker returned no configs for topic `{topic}`"),
@@ -73,10 +79,15 @@ impl KafkaCluster {
 
     /// The configs set on the topic itself (its overrides), without the
     /// defaults and broker-wide settings that apply where it sets none.
-    /// Empty when the topic overrides nothing.
+    /// Empty when the topic overrides nothing. A missing topic is
+    /// [`Error::UnknownTopic`].
     pub async fn topic_config_overrides(&self, topic: &str) -> Result<BTreeMap<String, String>> {
         validate_topic_name(topic)?;
         let entries = self.describe_topic_configs(topic).await?;
+        if entries.is_empty() {
+            // Some brokers describe a missing topic as one without configs.
+            self.topic(topic).await?;
+        }
         Ok(entries.into_iter().filter(is_override).filter_map(|e| e.value.map(|v| (e.name, v))).collect())
     }
 
@@ -134,7 +145,10 @@ impl KafkaCluster {
                 operation: "describe configs",
                 detail: "the broker returned no result".into(),
             })?
-            .map_err(|code| topic_error("describe configs", topic.to_owned(), code))?;
+            .map_err(|code| match code {
+                RDKafkaErrorCode::UnknownTopicOrPartition => Error::UnknownTopic { topic: topic.to_owned() },
+                code => topic_error("describe configs", topic.to_owned(), code),
+            })?;
         Ok(resource.entries)
     }
 }
