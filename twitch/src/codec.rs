@@ -6,6 +6,10 @@
 //! writers add the header when asked (`with_format_header(true)`), for topics
 //! that mix formats.
 //!
+//! This module deals in bytes only. The helpers that take or make a whole
+//! [`Record`](crate::Record) ([`Format::to_record`], [`Format::decode_record`],
+//! [`Format::of_record`]) live with the record type in [`crate::record`].
+//!
 //! ```
 //! use twitch::codec::Format;
 //! #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
@@ -23,8 +27,6 @@ use std::str::FromStr;
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use crate::record::Record;
 
 /// Name of the record header that tells a record's format.
 pub const FORMAT_HEADER: &str = "twitch.format";
@@ -94,11 +96,6 @@ impl Format {
         }
     }
 
-    /// The format a record declares in its [`FORMAT_HEADER`], if any.
-    pub fn of_record(record: &Record) -> Result<Option<Format>, CodecError> {
-        Format::of_header(record.header(FORMAT_HEADER))
-    }
-
     /// The format named by a [`FORMAT_HEADER`] value (`None`: no header).
     /// Allocates only to report an unknown name.
     pub fn of_header(value: Option<&[u8]>) -> Result<Option<Format>, CodecError> {
@@ -113,17 +110,6 @@ impl Format {
     /// The format with this name, ignoring ASCII case.
     fn from_name(name: &[u8]) -> Option<Format> {
         [Format::Json, Format::Bincode].into_iter().find(|f| f.name().as_bytes().eq_ignore_ascii_case(name))
-    }
-
-    /// Encodes `value` as a new record that names this format in its headers.
-    pub fn to_record<T: Serialize + ?Sized>(self, value: &T) -> Result<Record, CodecError> {
-        Ok(Record::new(self.encode(value)?).with_header(FORMAT_HEADER, self.name()))
-    }
-
-    /// Decodes a record's payload with the format the record names, or with
-    /// `self` when it names none.
-    pub fn decode_record<T: DeserializeOwned>(self, record: &Record) -> Result<T, CodecError> {
-        Format::of_record(record)?.unwrap_or(self).decode(&record.payload)
     }
 }
 
@@ -192,20 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn record_names_its_format_and_decodes_by_it() {
-        let rec = Format::Json.to_record(&Msg::Reset).unwrap();
-        assert_eq!(rec.header(FORMAT_HEADER), Some(&b"json"[..]));
-        // The header wins over the reader's default.
-        assert_eq!(Format::Bincode.decode_record::<Msg>(&rec).unwrap(), Msg::Reset);
-        // No header: the default applies.
-        let raw = Record::new(bincode::serialize(&Msg::Reset).unwrap());
-        assert_eq!(Format::Bincode.decode_record::<Msg>(&raw).unwrap(), Msg::Reset);
-    }
-
-    #[test]
     fn unknown_format_is_an_error() {
-        let rec = Record::new(vec![]).with_header(FORMAT_HEADER, "avro");
-        assert!(matches!(Format::Json.decode_record::<Msg>(&rec), Err(CodecError::UnknownFormat(f)) if f == "avro"));
+        assert!(matches!(Format::of_header(Some(b"avro")), Err(CodecError::UnknownFormat(f)) if f == "avro"));
+        assert_eq!(Format::of_header(Some(b"Json")).unwrap(), Some(Format::Json));
+        assert_eq!(Format::of_header(None).unwrap(), None);
         assert!("protobuf".parse::<Format>().is_err());
         assert_eq!("JSON".parse::<Format>().unwrap(), Format::Json);
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Header as RdHeader, Headers, Message, OwnedHeaders};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::codec::{CodecError, Format, FORMAT_HEADER};
 
@@ -132,6 +133,47 @@ impl Record {
             headers: owned_headers(msg.headers(), None),
             timestamp: msg.timestamp().to_millis(),
         }
+    }
+}
+
+impl Record {
+    /// The format the record names in its [`FORMAT_HEADER`], if any.
+    ///
+    /// ```
+    /// use twitch::{codec::Format, Record};
+    /// let r = Format::Json.to_record(&21.5).unwrap();
+    /// assert_eq!(r.format().unwrap(), Some(Format::Json));
+    /// assert_eq!(Record::new(vec![]).format().unwrap(), None);
+    /// ```
+    pub fn format(&self) -> Result<Option<Format>, CodecError> {
+        Format::of_header(self.header(FORMAT_HEADER))
+    }
+
+    /// Decodes the payload with the format the record names, or `default`
+    /// when it names none.
+    pub fn decode<T: DeserializeOwned>(&self, default: Format) -> Result<T, CodecError> {
+        self.format()?.unwrap_or(default).decode(&self.payload)
+    }
+}
+
+/// The record-level helpers of [`Format`]; the byte-level ones are in
+/// [`crate::codec`].
+impl Format {
+    /// The format a record declares in its [`FORMAT_HEADER`], if any (the
+    /// same as [`Record::format`]).
+    pub fn of_record(record: &Record) -> Result<Option<Format>, CodecError> {
+        record.format()
+    }
+
+    /// Encodes `value` as a new record that names this format in its headers.
+    pub fn to_record<T: Serialize + ?Sized>(self, value: &T) -> Result<Record, CodecError> {
+        Ok(Record::new(self.encode(value)?).with_header(FORMAT_HEADER, self.name()))
+    }
+
+    /// Decodes a record's payload with the format the record names, or with
+    /// `self` when it names none (the same as [`Record::decode`]).
+    pub fn decode_record<T: DeserializeOwned>(self, record: &Record) -> Result<T, CodecError> {
+        record.decode(self)
     }
 }
 
@@ -290,7 +332,7 @@ impl<'a> RecordRef<'a> {
 
     /// The format to decode with, and the headers when `headers` asks for
     /// them (looked up once: librdkafka parses them anew on every look when
-    /// a record has none, about 0.13 µs each time).
+    /// a record has none).
     fn chosen_format(&self, default: Format, headers: bool) -> Result<(Format, Option<&BorrowedHeaders>), CodecError> {
         let headers = if headers { self.msg.headers() } else { None };
         let format = Format::of_header(last_header(headers, FORMAT_HEADER))?.unwrap_or(default);
@@ -381,6 +423,36 @@ mod tests {
         assert_eq!(r.headers.len(), 1);
         assert_eq!(r.header("a"), Some(&b"3"[..]));
         assert_eq!(r.header("b"), None);
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    enum Msg {
+        Reset,
+        Reading { sensor: String, celsius: f64 },
+    }
+
+    #[test]
+    fn record_names_its_format_and_decodes_by_it() {
+        let rec = Format::Json.to_record(&Msg::Reset).unwrap();
+        assert_eq!(rec.header(FORMAT_HEADER), Some(&b"json"[..]));
+        assert_eq!(rec.payload, br#""Reset""#);
+        assert_eq!(Format::of_record(&rec).unwrap(), Some(Format::Json));
+        // The header wins over the reader's default.
+        assert_eq!(Format::Bincode.decode_record::<Msg>(&rec).unwrap(), Msg::Reset);
+        assert_eq!(rec.decode::<Msg>(Format::Bincode).unwrap(), Msg::Reset);
+        // No header: the default applies.
+        let value = Msg::Reading { sensor: "s-1".into(), celsius: -3.25 };
+        let raw = Record::new(bincode::serialize(&value).unwrap());
+        assert_eq!(raw.format().unwrap(), None);
+        assert_eq!(Format::Bincode.decode_record::<Msg>(&raw).unwrap(), value);
+        assert!(Format::Json.decode_record::<Msg>(&raw).is_err());
+    }
+
+    #[test]
+    fn a_record_naming_an_unknown_format_is_an_error() {
+        let rec = Record::new(vec![]).with_header(FORMAT_HEADER, "avro");
+        assert!(matches!(rec.format(), Err(CodecError::UnknownFormat(f)) if f == "avro"));
+        assert!(matches!(Format::Json.decode_record::<Msg>(&rec), Err(CodecError::UnknownFormat(f)) if f == "avro"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{cluster, unique};
@@ -122,4 +123,58 @@ async fn broker_gaps_are_reported_as_unsupported() {
         }
         Err(e) => panic!("transactional_writer: {e}"),
     }
+}
+
+/// Altering one config changes that key only: earlier overrides stay, and
+/// no default becomes an override. A broker without the legacy AlterConfigs
+/// API (nisshi has only the incremental one) must say so and change nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn altering_a_topic_config_changes_only_that_key() {
+    let cluster = cluster();
+    let name = unique("warden-alter");
+    cluster
+        .create_topics(&[TopicConfiguration::new(&name, 1).with_config("retention.ms", "3600000")])
+        .await
+        .unwrap();
+    let overrides = |pairs: &[(&str, &str)]| {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>()
+    };
+    let before = match cluster.topic_config_overrides(&name).await {
+        Ok(before) => before,
+        Err(Error::Unsupported { operation, .. }) => return assert_eq!(operation, "describe configs"),
+        Err(e) => panic!("topic_config_overrides: {e}"),
+    };
+    assert_eq!(before, overrides(&[("retention.ms", "3600000")]));
+
+    match cluster.alter_topic_configs(&name, &[("cleanup.policy", "compact")]).await {
+        Ok(()) => {
+            let want = overrides(&[("cleanup.policy", "compact"), ("retention.ms", "3600000")]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = cluster.topic_config_overrides(&name).await.unwrap();
+                if now == want {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "overrides after the alter: {now:?}, want {want:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // The broker still describes its defaults, and they are not overrides.
+            let all = cluster.topic_configs(&name).await.unwrap();
+            assert_eq!(all.get("cleanup.policy").map(String::as_str), Some("compact"));
+            assert!(all.len() >= want.len());
+        }
+        Err(Error::Unsupported { operation, .. }) => {
+            assert_eq!(operation, "alter configs");
+            assert_eq!(cluster.topic_config_overrides(&name).await.unwrap(), before);
+        }
+        Err(e) => panic!("alter_topic_configs: {e}"),
+    }
+
+    let err = cluster.alter_topic_configs("has space", &[("retention.ms", "1")]).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
+    let missing = unique("missing");
+    let err = cluster.topic_config_overrides(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownTopic { .. }), "{err}");
+    let err = cluster.topic_configs(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::UnknownTopic { .. }), "{err}");
 }
