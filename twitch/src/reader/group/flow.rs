@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::stream_consumer::MessageStream;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -16,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::offsets::{OffsetTracker, TrackedPartition};
 use super::rebalance::{assign, commit_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
 use super::Ack;
-use crate::error::{Error, Result, TransientLog};
-use crate::record::TopicPartition;
+use crate::error::{is_transient, Error, Result, TransientLog};
+use crate::record::{RecordRef, TopicPartition};
 
 pub(super) type GroupConsumer = StreamConsumer<GroupContext>;
 
@@ -52,9 +53,13 @@ impl Cursor {
         self.partitions.clone_from(&tracker.list());
     }
 
-    /// The tracked partition of a record, if it is assigned.
-    pub(super) fn find(&self, topic: &str, partition: i32) -> Option<&Arc<TrackedPartition>> {
-        self.partitions.iter().find(|p| p.is(topic, partition))
+    /// The tracked partition of a record, if it is assigned. `topic` is
+    /// one of the reader's names, which the tracker shares: mostly the same
+    /// `Arc`, so the names need no comparing.
+    pub(super) fn find(&self, topic: &Arc<str>, partition: i32) -> Option<&Arc<TrackedPartition>> {
+        self.partitions
+            .iter()
+            .find(|p| p.partition() == partition && (Arc::ptr_eq(p.topic(), topic) || **p.topic() == **topic))
     }
 }
 
@@ -71,13 +76,17 @@ pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(Top
 }
 
 impl Flow {
-    /// Everything due before the next record: rebalances, a commit,
-    /// backpressure.
-    pub(super) async fn before_read(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
+    /// Carries out the rebalances waiting for the reader.
+    pub(super) async fn carry_out_pending(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
         while let Some(pending) = consumer.context().next_pending() {
             self.carry_out(consumer, pending).await?;
             consumer.context().carried_out();
         }
+        Ok(())
+    }
+
+    /// Commits when due and pauses or resumes partitions for backpressure.
+    pub(super) fn commit_and_pace(&mut self, consumer: &GroupConsumer) -> Result<()> {
         if consumer.context().commits && self.last_commit.elapsed() >= self.commit_every {
             self.commit_in_background(consumer);
         }
@@ -87,18 +96,65 @@ impl Flow {
         Ok(())
     }
 
-    /// The next record if one is waiting; else waits for one, or for a
-    /// reason to look again (`None`): a rebalance, a commit due, or an ack
-    /// while partitions are paused.
-    pub(super) async fn next_message<'c>(&self, consumer: &'c GroupConsumer) -> Option<KafkaResult<BorrowedMessage<'c>>> {
-        if let Some(msg) = consumer.recv().now_or_never() {
-            return Some(msg);
+    /// The next record, in place, with its ack: carries out rebalances,
+    /// commits when due, applies backpressure, then takes a record from
+    /// `stream` or, without one, from a receive of its own.
+    pub(super) async fn next_record<'c>(
+        &mut self,
+        consumer: &'c Arc<GroupConsumer>,
+        topics: &'c [Arc<str>],
+        mut stream: Option<&mut MessageStream<'c, GroupContext>>,
+    ) -> Option<Result<(RecordRef<'c>, Ack)>> {
+        loop {
+            // Rebalances and waiting are the rare paths: boxed, their state
+            // stays out of this future, which is small and cheap to move
+            // (callers move it into a timeout or a select on every read).
+            if consumer.context().has_pending() {
+                if let Err(e) = Box::pin(self.carry_out_pending(consumer)).await {
+                    return Some(Err(e));
+                }
+            }
+            if let Err(e) = self.commit_and_pace(consumer) {
+                return Some(Err(e));
+            }
+            let ready = match stream.as_deref_mut() {
+                Some(stream) => stream.next().now_or_never().flatten(),
+                None => consumer.recv().now_or_never(),
+            };
+            let msg = match ready {
+                Some(msg) => Some(msg),
+                None => Box::pin(self.wait_for_message(consumer, stream.as_deref_mut())).await,
+            };
+            match msg {
+                Some(Ok(msg)) => {
+                    let Some((topic, ack)) = self.hand_out(&msg, topics) else { continue };
+                    return Some(Ok((RecordRef::new(msg, topic), ack)));
+                }
+                Some(Err(source)) if is_transient(&source) => self.transient.report(&source),
+                Some(Err(source)) => return Some(Err(Error::Consume { source })),
+                None => {}
+            }
         }
+    }
+
+    /// Waits for a record, or for a reason to look again (`None`): a
+    /// rebalance, a commit due, or an ack while partitions are paused.
+    async fn wait_for_message<'c>(
+        &self,
+        consumer: &'c GroupConsumer,
+        stream: Option<&mut MessageStream<'c, GroupContext>>,
+    ) -> Option<KafkaResult<BorrowedMessage<'c>>> {
         let context = consumer.context();
         let paused = !self.paused.is_empty();
         let commit_at = tokio::time::Instant::from_std(self.last_commit + self.commit_every);
+        let received = async {
+            match stream {
+                Some(stream) => stream.next().await,
+                None => Some(consumer.recv().await),
+            }
+        };
         tokio::select! {
-            msg = consumer.recv() => Some(msg),
+            msg = received => msg,
             () = context.rebalanced.notified() => None,
             () = context.tracker.acked(), if paused => None,
             () = tokio::time::sleep_until(commit_at), if context.commits => None,
@@ -169,7 +225,7 @@ impl Flow {
         Ok(())
     }
 
-    pub(super) async fn carry_out(&mut self, consumer: &Arc<GroupConsumer>, pending: Pending) -> Result<()> {
+    async fn carry_out(&mut self, consumer: &Arc<GroupConsumer>, pending: Pending) -> Result<()> {
         match pending {
             Pending::Assign(partitions) => self.assign(consumer, partitions).await,
             Pending::Revoke { partitions, lost } => {

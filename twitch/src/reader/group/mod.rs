@@ -36,7 +36,7 @@ pub use typed::OnDecodeError;
 
 use self::flow::{commit_sync, Flow, GroupConsumer};
 use self::typed::DeadLetter;
-use crate::error::{is_transient, Error, Result};
+use crate::error::{Error, Result};
 use crate::reader::Decoding;
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
@@ -132,21 +132,7 @@ impl GroupReader {
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
         let (consumer, topics) = (self.member.consumer(), &self.member.topics);
-        let flow = &mut self.flow;
-        loop {
-            if let Err(e) = flow.before_read(consumer).await {
-                return Some(Err(e));
-            }
-            match flow.next_message(consumer).await {
-                Some(Ok(msg)) => {
-                    let Some((topic, ack)) = flow.hand_out(&msg, topics) else { continue };
-                    return Some(Ok((RecordRef::new(msg, topic), ack)));
-                }
-                Some(Err(source)) if is_transient(&source) => flow.transient.report(&source),
-                Some(Err(source)) => return Some(Err(Error::Consume { source })),
-                None => {}
-            }
-        }
+        self.flow.next_record(consumer, topics, None).await
     }
 
     /// Reads records in place and hands each to `process`, in the order they
@@ -175,8 +161,12 @@ impl GroupReader {
         &mut self,
         mut process: impl FnMut(&RecordRef<'_>) -> Result<Step, E>,
     ) -> Result<(), E> {
+        let (consumer, topics) = (self.member.consumer(), &self.member.topics);
+        // One message stream for the whole call, rather than a receive (which
+        // makes one) per record.
+        let mut stream = consumer.stream();
         loop {
-            let Some(item) = self.next_ref().await else { return Ok(()) };
+            let Some(item) = self.flow.next_record(consumer, topics, Some(&mut stream)).await else { return Ok(()) };
             let (record, ack) = item?;
             let step = process(&record)?;
             ack.ack();
@@ -257,13 +247,9 @@ impl GroupReader {
     pub async fn shutdown(mut self) -> Result<()> {
         let consumer = Arc::clone(self.member.consumer());
         let context = consumer.context();
-        while let Some(pending) = context.next_pending() {
-            if let Err(e) = self.flow.carry_out(&consumer, pending).await {
-                // Left for the close below.
-                tracing::warn!(error = %e, "rebalance during shutdown failed");
-                break;
-            }
-            context.carried_out();
+        if let Err(e) = self.flow.carry_out_pending(&consumer).await {
+            // What is left is carried out by the close below.
+            tracing::warn!(error = %e, "rebalance during shutdown failed");
         }
         let assigned = context.tracker.assigned();
         let outcome = self.flow.give_up(&consumer, &assigned, consumer.assignment_lost()).await;

@@ -156,6 +156,11 @@ impl GroupContext {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner).front().cloned()
     }
 
+    /// Whether a rebalance waits for the reader.
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
     /// The rebalance from [`next_pending`](Self::next_pending) is done.
     pub(super) fn carried_out(&self) {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
