@@ -352,47 +352,6 @@ async fn cooperative_members_split_the_topic_too() {
 
 /// Work in flight on revoked partitions finishes and is committed before the
 /// partitions move: the member that takes over reads nothing twice.
-#[tokio::test(flavor = "multi_thread")]
-async fn in_flight_work_is_committed_before_partitions_move() {
-    init_logging();
-    let cluster = cluster();
-    let topic = topic(&cluster, "group-grace", 2).await;
-    let group = unique("g-grace");
-    write_keyed(&cluster, &topic, 0..600).await;
-
-    let mut a = cluster.group_reader(&group).topic(&topic).commit_interval(Duration::from_secs(3600)).build().unwrap();
-    let mut read_by_a = Vec::new();
-    let mut b_task = None;
-    // A processes slowly: each record is acked by another task a second later.
-    while let Ok(Some(item)) = timeout(Duration::from_secs(15), a.next()).await {
-        let (record, ack) = item.unwrap();
-        read_by_a.push(value(record.payload()));
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            ack.ack();
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await; // ~12 s for A alone
-        if read_by_a.len() == 100 {
-            let mut b = cluster.group_reader(&group).topic(&topic).build().unwrap();
-            b_task = Some(tokio::spawn(async move {
-                let out = drain(&mut b, Duration::from_secs(15)).await;
-                b.shutdown().await.unwrap();
-                out.0
-            }));
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // let the last acks land
-    a.shutdown().await.unwrap();
-    let read_by_b = b_task.expect("B started").await.unwrap();
-    assert!(!read_by_b.is_empty(), "B got a partition");
-    let mut all: Vec<u32> = read_by_a.iter().chain(&read_by_b).copied().collect();
-    all.sort_unstable();
-    let total = all.len();
-    all.dedup();
-    assert_eq!(all, (0..600).collect::<Vec<_>>(), "nothing lost");
-    assert_eq!(total, 600, "{} record(s) read twice", total - 600);
-}
-
 /// Acks that come in while the reader waits for records are committed on
 /// time, not only when the next record arrives.
 #[tokio::test(flavor = "multi_thread")]
