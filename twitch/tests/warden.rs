@@ -119,7 +119,7 @@ async fn broker_gaps_are_reported_as_unsupported() {
         }
         Err(Error::Unsupported { operation, detail }) => {
             assert_eq!(operation, "transactions");
-            assert!(detail.contains("lacks transactions"), "{detail}");
+            assert!(detail.contains("no transaction support"), "{detail}");
         }
         Err(e) => panic!("transactional_writer: {e}"),
     }
