@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 
 use super::offsets::{OffsetTracker, TrackedPartition};
 use super::rebalance::{assign, commit_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
-use super::Ack;
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::record::{RecordRef, TopicPartition};
 
@@ -96,7 +95,8 @@ impl Flow {
         Ok(())
     }
 
-    /// The next record, in place, with its ack: carries out rebalances,
+    /// The next record, in place, with its partition's offsets (where the
+    /// caller records it handed out or processed): carries out rebalances,
     /// commits when due, applies backpressure, then takes a record from
     /// `stream` or, without one, from a receive of its own.
     pub(super) async fn next_record<'c>(
@@ -104,7 +104,7 @@ impl Flow {
         consumer: &'c Arc<GroupConsumer>,
         topics: &'c [Arc<str>],
         mut stream: Option<&mut MessageStream<'c, GroupContext>>,
-    ) -> Option<Result<(RecordRef<'c>, Ack)>> {
+    ) -> Option<Result<(RecordRef<'c>, Arc<TrackedPartition>)>> {
         loop {
             // Rebalances and waiting are the rare paths: boxed, their state
             // stays out of this future, which is small and cheap to move
@@ -127,8 +127,8 @@ impl Flow {
             };
             match msg {
                 Some(Ok(msg)) => {
-                    let Some((topic, ack)) = self.hand_out(&msg, topics) else { continue };
-                    return Some(Ok((RecordRef::new(msg, topic), ack)));
+                    let Some((topic, tracked)) = self.partition_of(&msg, topics) else { continue };
+                    return Some(Ok((RecordRef::new(msg, topic), tracked)));
                 }
                 Some(Err(source)) if is_transient(&source) => self.transient.report(&source),
                 Some(Err(source)) => return Some(Err(Error::Consume { source })),
@@ -162,20 +162,26 @@ impl Flow {
     }
 
     /// The topic name to hand `msg` out with (the reader's copy) and its
-    /// ack; `None` for a record of a partition not assigned (any more),
-    /// which is skipped: it is read again by whoever owns the partition.
-    pub(super) fn hand_out<'t>(&mut self, msg: &BorrowedMessage<'_>, topics: &'t [Arc<str>]) -> Option<(&'t Arc<str>, Ack)> {
-        let (partition, offset) = (msg.partition(), msg.offset());
+    /// partition's offsets; `None` for a record of a partition not assigned
+    /// (any more), which is skipped: it is read again by whoever owns the
+    /// partition. The caller records what became of the record there.
+    fn partition_of<'t>(&self, msg: &BorrowedMessage<'_>, topics: &'t [Arc<str>]) -> Option<(&'t Arc<str>, Arc<TrackedPartition>)> {
+        let partition = msg.partition();
         let topic = match topics {
             [only] => Some(only),
             all => all.iter().find(|t| ***t == *msg.topic()),
         };
         let Some((topic, tracked)) = topic.and_then(|topic| Some((topic, self.cursor.find(topic, partition)?))) else {
-            debug!(topic = msg.topic(), partition, offset, "record of a partition not assigned; skipped");
+            debug!(topic = msg.topic(), partition, offset = msg.offset(), "record of a partition not assigned; skipped");
             return None;
         };
+        Some((topic, Arc::clone(tracked)))
+    }
+
+    /// Records that `offset` of `tracked` is handed to the application, to
+    /// be acked later.
+    pub(super) fn handed_out(&mut self, tracked: &TrackedPartition, offset: i64) {
         self.full |= tracked.handed_out(offset) >= self.max_pending;
-        Some((topic, Ack::new(Arc::clone(tracked), offset)))
     }
 
     /// Sends the processed offsets to the broker without waiting.

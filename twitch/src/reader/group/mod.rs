@@ -132,7 +132,13 @@ impl GroupReader {
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
         let (consumer, topics) = (self.member.consumer(), &self.member.topics);
-        self.flow.next_record(consumer, topics, None).await
+        let (record, tracked) = match self.flow.next_record(consumer, topics, None).await? {
+            Ok(next) => next,
+            Err(e) => return Some(Err(e)),
+        };
+        self.flow.handed_out(&tracked, record.offset());
+        let ack = Ack::new(tracked, record.offset());
+        Some(Ok((record, ack)))
     }
 
     /// Reads records in place and hands each to `process`, in the order they
@@ -167,11 +173,18 @@ impl GroupReader {
         let mut stream = consumer.stream();
         loop {
             let Some(item) = self.flow.next_record(consumer, topics, Some(&mut stream)).await else { return Ok(()) };
-            let (record, ack) = item?;
-            let step = process(&record)?;
-            ack.ack();
-            if step == Step::Stop {
-                return Ok(());
+            let (record, tracked) = item?;
+            match process(&record) {
+                Ok(step) => {
+                    tracked.processed_in_place(record.offset());
+                    if step == Step::Stop {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    self.flow.handed_out(&tracked, record.offset());
+                    return Err(e);
+                }
             }
         }
     }

@@ -44,6 +44,17 @@ impl Offsets {
         }
     }
 
+    /// Records that `offset` was handed out and processed at once.
+    fn hand_out_processed(&mut self, offset: i64) {
+        if self.window.is_empty() && self.next.is_none_or(|next| offset >= next) {
+            // Nothing before it waits: the processed prefix simply grows.
+            self.next = Some(offset + 1);
+        } else {
+            self.hand_out(offset);
+            self.process(offset);
+        }
+    }
+
     /// Marks `offset` processed; false if it is not waiting to be.
     fn process(&mut self, offset: i64) -> bool {
         // Acks mostly come in order: the front is the usual place.
@@ -126,6 +137,16 @@ impl TrackedPartition {
         };
         self.acked.notify_one();
         counted
+    }
+
+    /// Records that `offset` was handed out and processed in place, by the
+    /// reader itself (`for_each_ref`): one step, as nothing can commit in
+    /// between.
+    pub(crate) fn processed_in_place(&self, offset: i64) {
+        let mut offsets = lock(&self.offsets);
+        if !offsets.revoked {
+            offsets.hand_out_processed(offset);
+        }
     }
 
     fn pending(&self) -> usize {
@@ -346,6 +367,21 @@ mod tests {
         assert!(!t.mark_processed("t", 0, 2));
         assert!(!t.mark_processed("t", 9, 0), "untracked partition");
         assert_eq!(t.committable(None), vec![(tp(0), 3)]);
+    }
+
+    #[test]
+    fn records_processed_in_place_move_the_prefix_but_not_past_a_waiting_one() {
+        let t = OffsetTracker::default();
+        t.assign(&[tp(0)]);
+        let p = hand(&t, 0, 0).partition;
+        p.processed_in_place(1);
+        p.processed_in_place(2);
+        assert_eq!(t.committable(None), vec![(tp(0), 0)], "offset 0 still waits for its ack");
+        assert!(p.processed(0));
+        assert_eq!(t.committable(None), vec![(tp(0), 3)]);
+        p.processed_in_place(3);
+        p.processed_in_place(2); // read again: nothing changes
+        assert_eq!((t.committable(None), t.pending_of(&[tp(0)])), (vec![(tp(0), 4)], 0));
     }
 
     #[test]
