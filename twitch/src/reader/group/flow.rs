@@ -1,6 +1,6 @@
 //! What the group reader does between records: carry out rebalances, commit
-//! on its interval, pause and resume partitions for backpressure, and hand
-//! records out with their acks.
+//! on its interval, pause and resume partitions for backpressure, and take
+//! the next record.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -104,19 +104,15 @@ impl Flow {
         consumer: &'c Arc<GroupConsumer>,
         topics: &'c [Arc<str>],
         mut stream: Option<&mut MessageStream<'c, GroupContext>>,
-    ) -> Option<Result<(RecordRef<'c>, Arc<TrackedPartition>)>> {
+    ) -> Result<(RecordRef<'c>, Arc<TrackedPartition>)> {
         loop {
             // Rebalances and waiting are the rare paths: boxed, their state
             // stays out of this future, which is small and cheap to move
             // (callers move it into a timeout or a select on every read).
             if consumer.context().has_pending() {
-                if let Err(e) = Box::pin(self.carry_out_pending(consumer)).await {
-                    return Some(Err(e));
-                }
+                Box::pin(self.carry_out_pending(consumer)).await?;
             }
-            if let Err(e) = self.commit_and_pace(consumer) {
-                return Some(Err(e));
-            }
+            self.commit_and_pace(consumer)?;
             let ready = match stream.as_deref_mut() {
                 Some(stream) => stream.next().now_or_never().flatten(),
                 None => consumer.recv().now_or_never(),
@@ -128,10 +124,10 @@ impl Flow {
             match msg {
                 Some(Ok(msg)) => {
                     let Some((topic, tracked)) = self.partition_of(&msg, topics) else { continue };
-                    return Some(Ok((RecordRef::new(msg, topic), tracked)));
+                    return Ok((RecordRef::new(msg, topic), tracked));
                 }
                 Some(Err(source)) if is_transient(&source) => self.transient.report(&source),
-                Some(Err(source)) => return Some(Err(Error::Consume { source })),
+                Some(Err(source)) => return Err(Error::Consume { source }),
                 None => {}
             }
         }

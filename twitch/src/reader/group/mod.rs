@@ -132,7 +132,7 @@ impl GroupReader {
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
         let (consumer, topics) = (self.member.consumer(), &self.member.topics);
-        let (record, tracked) = match self.flow.next_record(consumer, topics, None).await? {
+        let (record, tracked) = match self.flow.next_record(consumer, topics, None).await {
             Ok(next) => next,
             Err(e) => return Some(Err(e)),
         };
@@ -172,8 +172,7 @@ impl GroupReader {
         // makes one) per record.
         let mut stream = consumer.stream();
         loop {
-            let Some(item) = self.flow.next_record(consumer, topics, Some(&mut stream)).await else { return Ok(()) };
-            let (record, tracked) = item?;
+            let (record, tracked) = self.flow.next_record(consumer, topics, Some(&mut stream)).await?;
             match process(&record) {
                 Ok(step) => {
                     tracked.processed_in_place(record.offset());
