@@ -5,8 +5,8 @@
 //!   application marked processed.
 //!
 //! Both yield [`ConsumedRecord`]s, raw or decoded into typed values through a
-//! [`Format`](crate::codec::Format). A record that does not decode comes back
-//! as [`Error::Decode`](crate::Error::Decode) carrying the raw record; the
+//! [`Format`]. A record that does not decode comes back
+//! as [`Error::Decode`] carrying the raw record; the
 //! stream goes on.
 
 mod group;
