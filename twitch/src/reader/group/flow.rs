@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::offsets::{OffsetTracker, TrackedPartition};
-use super::rebalance::{assign, commit_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
+use super::rebalance::{assign, commit_list, partition_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::record::{RecordRef, TopicPartition};
 
@@ -207,17 +207,16 @@ impl Flow {
                 resume.push(tp);
             }
         }
-        let list = |tps: &[TopicPartition]| tpl_of(tps.iter().map(|tp| (tp, None)));
         if !pause.is_empty() {
             debug!(partitions = ?pause, "pausing: too many unprocessed records");
-            list(&pause)
+            partition_list(&pause)
                 .and_then(|tpl| consumer.pause(&tpl))
                 .map_err(|source| Error::Subscription { operation: "pause", source })?;
             self.paused.extend(pause);
         }
         if !resume.is_empty() {
             debug!(partitions = ?resume, "resuming");
-            list(&resume)
+            partition_list(&resume)
                 .and_then(|tpl| consumer.resume(&tpl))
                 .map_err(|source| Error::Subscription { operation: "resume", source })?;
             for tp in &resume {
@@ -234,7 +233,7 @@ impl Flow {
                 if let Err(e) = self.give_up(consumer, &partitions, lost).await {
                     warn!(error = %e, "commit on revoke failed; those records will be read again");
                 }
-                let tpl = tpl_of(partitions.iter().map(|tp| (tp, None))).map_err(|source| Error::Subscription { operation: "unassign", source })?;
+                let tpl = partition_list(&partitions).map_err(|source| Error::Subscription { operation: "unassign", source })?;
                 unassign(&**consumer, &tpl);
                 info!(?partitions, "partitions revoked");
                 self.emit(GroupEvent::Revoked(partitions));

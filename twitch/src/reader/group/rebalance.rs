@@ -132,6 +132,11 @@ pub(super) fn tpl_of<'a>(partitions: impl IntoIterator<Item = (&'a TopicPartitio
     Ok(tpl)
 }
 
+/// A list of these partitions, at no particular offset.
+pub(super) fn partition_list(partitions: &[TopicPartition]) -> KafkaResult<TopicPartitionList> {
+    tpl_of(partitions.iter().map(|tp| (tp, None)))
+}
+
 /// A list of offsets to commit.
 pub(super) fn commit_list(offsets: &[(TopicPartition, i64)]) -> KafkaResult<TopicPartitionList> {
     tpl_of(offsets.iter().map(|(tp, o)| (tp, Some(RdOffset::Offset(*o)))))
@@ -167,31 +172,21 @@ impl GroupContext {
     }
 
     /// Carries out, without the reader, the rebalances it left waiting: it
-    /// is being dropped, and the consumer closes next.
+    /// is being dropped, and the consumer closes next (from now on,
+    /// rebalances are carried out in the callback).
     pub(super) fn settle<C: Consumer<Self>>(&self, consumer: &C) {
-        self.close();
+        self.closing.store(true, Ordering::SeqCst);
         while let Some(pending) = self.next_pending() {
-            let partitions = match &pending {
-                Pending::Assign(partitions) | Pending::Revoke { partitions, .. } => partitions.as_slice(),
-                Pending::Error(_) => &[],
+            let outcome = match &pending {
+                Pending::Assign(partitions) => partition_list(partitions).and_then(|tpl| assign(consumer, &tpl)),
+                Pending::Revoke { partitions, .. } => partition_list(partitions).map(|tpl| self.revoke_now(consumer, &tpl)),
+                Pending::Error(_) => Ok(()),
             };
-            match tpl_of(partitions.iter().map(|tp| (tp, None))) {
-                Ok(tpl) if matches!(pending, Pending::Assign(_)) => {
-                    if let Err(e) = assign(consumer, &tpl) {
-                        warn!(error = %e, "assign while closing failed");
-                    }
-                }
-                Ok(tpl) if matches!(pending, Pending::Revoke { .. }) => self.revoke_now(consumer, &tpl),
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "rebalance while closing failed"),
+            if let Err(e) = outcome {
+                warn!(error = %e, "rebalance while closing failed");
             }
             self.carried_out();
         }
-    }
-
-    /// From now on, rebalances are carried out in the callback.
-    pub(super) fn close(&self) {
-        self.closing.store(true, Ordering::SeqCst);
     }
 
     fn push(&self, pending: Pending) {
