@@ -9,21 +9,9 @@ fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS is not set: run the tests with scripts/test.sh")
 }
 
+/// Runs `bin` to its end (within five minutes) and returns what it printed.
 fn run(bin: &str, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .args(args)
-        .env("KAFKA_BROKERS", brokers())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{bin} {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    run_within(bin, args, Duration::from_secs(300))
 }
 
 async fn end_offset(cluster: &KafkaCluster, topic: &str) -> i64 {
