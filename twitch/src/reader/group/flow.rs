@@ -98,12 +98,12 @@ impl Flow {
     /// The next record, in place, with its partition's offsets (where the
     /// caller records it handed out or processed): carries out rebalances,
     /// commits when due, applies backpressure, then takes a record from
-    /// `stream` or, without one, from a receive of its own.
+    /// `stream`.
     pub(super) async fn next_record<'c>(
         &mut self,
         consumer: &'c Arc<GroupConsumer>,
         topics: &'c [Arc<str>],
-        mut stream: Option<&mut MessageStream<'c, GroupContext>>,
+        stream: &mut MessageStream<'c, GroupContext>,
     ) -> Result<(RecordRef<'c>, Arc<TrackedPartition>)> {
         loop {
             // Rebalances and waiting are the rare paths: boxed, their state
@@ -113,13 +113,9 @@ impl Flow {
                 Box::pin(self.carry_out_pending(consumer)).await?;
             }
             self.commit_and_pace(consumer)?;
-            let ready = match stream.as_deref_mut() {
-                Some(stream) => stream.next().now_or_never().flatten(),
-                None => consumer.recv().now_or_never(),
-            };
-            let msg = match ready {
-                Some(msg) => Some(msg),
-                None => Box::pin(self.wait_for_message(consumer, stream.as_deref_mut())).await,
+            let msg = match stream.next().now_or_never() {
+                Some(msg) => msg,
+                None => Box::pin(self.wait_for_message(consumer, stream)).await,
             };
             match msg {
                 Some(Ok(msg)) => {
@@ -138,19 +134,13 @@ impl Flow {
     async fn wait_for_message<'c>(
         &self,
         consumer: &'c GroupConsumer,
-        stream: Option<&mut MessageStream<'c, GroupContext>>,
+        stream: &mut MessageStream<'c, GroupContext>,
     ) -> Option<KafkaResult<BorrowedMessage<'c>>> {
         let context = consumer.context();
         let paused = !self.paused.is_empty();
         let commit_at = tokio::time::Instant::from_std(self.last_commit + self.commit_every);
-        let received = async {
-            match stream {
-                Some(stream) => stream.next().await,
-                None => Some(consumer.recv().await),
-            }
-        };
         tokio::select! {
-            msg = received => msg,
+            msg = stream.next() => msg,
             () = context.rebalanced.notified() => None,
             () = context.tracker.acked(), if paused => None,
             () = tokio::time::sleep_until(commit_at), if context.commits => None,

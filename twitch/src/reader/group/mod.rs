@@ -132,7 +132,9 @@ impl GroupReader {
     /// ```
     pub async fn next_ref(&mut self) -> Option<Result<(RecordRef<'_>, Ack)>> {
         let (consumer, topics) = (self.member.consumer(), &self.member.topics);
-        let (record, tracked) = match self.flow.next_record(consumer, topics, None).await {
+        // A stream per call, as rdkafka's own `recv` makes one.
+        let mut stream = consumer.stream();
+        let (record, tracked) = match self.flow.next_record(consumer, topics, &mut stream).await {
             Ok(next) => next,
             Err(e) => return Some(Err(e)),
         };
@@ -172,7 +174,7 @@ impl GroupReader {
         // makes one) per record.
         let mut stream = consumer.stream();
         loop {
-            let (record, tracked) = self.flow.next_record(consumer, topics, Some(&mut stream)).await?;
+            let (record, tracked) = self.flow.next_record(consumer, topics, &mut stream).await?;
             match process(&record) {
                 Ok(step) => {
                     tracked.processed_in_place(record.offset());
