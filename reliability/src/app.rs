@@ -29,6 +29,8 @@ pub struct Line {
 struct Captured {
     stdout: Vec<Line>,
     stderr: Vec<Line>,
+    /// Reading lines among `stdout`, counted as they arrive.
+    readings: usize,
 }
 
 type Shared = Arc<Mutex<Captured>>;
@@ -101,10 +103,12 @@ async fn capture(pipe: impl AsyncRead + Unpin, shared: Shared, stderr: bool) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(text)) = lines.next_line().await {
         let line = Line { at: Instant::now(), text };
+        let reading = !stderr && parse_reading_line(&line.text, line.at).is_some();
         let mut captured = lock(&shared);
         if stderr {
             captured.stderr.push(line);
         } else {
+            captured.readings += usize::from(reading);
             captured.stdout.push(line);
         }
     }
@@ -152,7 +156,7 @@ impl App {
 
     /// Number of reading lines printed so far.
     pub fn reading_count(&self) -> usize {
-        lock(&self.captured).stdout.iter().filter(|l| parse_reading_line(&l.text, l.at).is_some()).count()
+        lock(&self.captured).readings
     }
 
     /// Its stderr so far.

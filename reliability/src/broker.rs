@@ -7,6 +7,31 @@ use std::process::Output;
 use anyhow::{bail, Context as _, Result};
 use tokio::process::Command;
 
+/// A directory for a broker's data under `target/tmp`, removed when
+/// dropped (declare it before the broker, so that the broker stops first).
+#[derive(Debug)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    /// A new, empty directory named after `prefix`.
+    pub fn new(prefix: &str) -> Result<DataDir> {
+        let dir = DataDir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp").join(crate::unique(prefix)));
+        std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
+        Ok(dir)
+    }
+
+    /// `sqlite:///<dir>/<name>.db`.
+    pub fn sqlite(&self, name: &str) -> String {
+        format!("sqlite://{}", self.0.join(format!("{name}.db")).display())
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A broker on `127.0.0.1:port`, started by [`Broker::start`].
 #[derive(Debug)]
 pub struct Broker {

@@ -84,8 +84,10 @@ pub async fn topic_readings(cluster: &KafkaCluster, topic: &str) -> Result<Vec<P
         }
         anyhow::Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(60), read).await.context("reading the topic back took over 60 s")??;
     let stored: i64 = info.partitions.iter().map(|p| p.len()).sum();
+    // A minute, and a second more per 5,000 records (a soak's million).
+    let limit = Duration::from_secs(60 + u64::try_from(stored / 5_000).unwrap_or(0));
+    tokio::time::timeout(limit, read).await.with_context(|| format!("reading the topic back took over {limit:?}"))??;
     anyhow::ensure!(
         i64::try_from(out.len()).is_ok_and(|n| n >= stored),
         "read {} records back, but the topic held {stored} when reading started",

@@ -9,7 +9,8 @@ use crate::{Binaries, Error};
 impl Binaries {
     /// Builds `temp_gen` and `average_temp` with `cargo build` (a no-op when
     /// they are fresh), in the profile of the running executable (a test
-    /// binary in `target/<profile>/deps/`), and returns their paths.
+    /// binary in `target/<profile>/deps/`, or a binary in
+    /// `target/<profile>/`), and returns their paths.
     ///
     /// The apps are separate crates, so Cargo does not build them for another
     /// crate's tests; integration tests call this once (behind a `OnceLock`).
@@ -22,9 +23,14 @@ impl Binaries {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stderr(Stdio::inherit());
-        // target/<profile>/deps/<test>-<hash>
+        // target/<profile>/deps/<test>-<hash>, or target/<profile>/<binary>
         let exe = std::env::current_exe().map_err(Error::CurrentExe)?;
-        match exe.parent().and_then(|deps| deps.parent()).and_then(|p| p.file_name()).and_then(|p| p.to_str()) {
+        let dir = exe.parent();
+        let profile_dir = match dir {
+            Some(deps) if deps.file_name().is_some_and(|n| n == "deps") => deps.parent(),
+            other => other,
+        };
+        match profile_dir.and_then(|p| p.file_name()).and_then(|p| p.to_str()) {
             Some("debug") | None => {}
             Some("release") => {
                 cmd.arg("--release");

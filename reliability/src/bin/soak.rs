@@ -1,0 +1,78 @@
+//! The soak, as a command: `temp_gen` writes N readings while members of
+//! one group of `average_temp` read them; members and brokers are killed
+//! with SIGKILL and started again along the way. Prints the figures and
+//! exits 1 unless every reading was processed with a committed lag of 0.
+//!
+//! ```text
+//! cargo run --release -p reliability --bin soak -- --readings 1000000 --member-kills 20 --broker-kills 5
+//! ```
+//!
+//! Starts brokers of its own (nisshi, `scripts/broker.sh install` first) on
+//! `sqlite://` storage in `target/tmp`, from port 19760 on.
+
+use std::time::Duration;
+
+use clap::Parser;
+use reliability::{binaries, soak, Broker, DataDir, Soak};
+
+#[derive(Debug, Parser)]
+#[command(about = "Writes N readings through member and broker kills and checks none is lost")]
+struct Args {
+    /// Readings temp_gen writes (over 3 sensors).
+    #[arg(long, default_value_t = 1_000_000)]
+    readings: u64,
+    /// Group members killed with SIGKILL along the way (each replaced at once).
+    #[arg(long, default_value_t = 20)]
+    member_kills: u32,
+    /// Brokers killed with SIGKILL along the way (each started again after --downtime).
+    #[arg(long, default_value_t = 5)]
+    broker_kills: u32,
+    /// Members of the group.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// temp_gen's pause between readings (`0`: as fast as the broker takes them).
+    #[arg(long, default_value = "0")]
+    interval: String,
+    /// How long a killed broker stays down.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    downtime: Duration,
+    /// How long the group may go without reaching the next fault's mark, or
+    /// without printing every reading once temp_gen is done.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// Seed of the order and choice of kills.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First port of the soak's brokers.
+    #[arg(long, default_value_t = 19760)]
+    port: u16,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Args::parse()).await {
+        eprintln!("soak: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = Soak {
+        readings: args.readings,
+        interval: args.interval,
+        members: args.members,
+        member_kills: args.member_kills,
+        broker_kills: args.broker_kills,
+        downtime: args.downtime,
+        seed: args.seed,
+        settle: args.settle,
+        ..Soak::default()
+    };
+    let bins = binaries()?;
+    let dir = DataDir::new("soak")?;
+    let mut brokers = vec![Broker::start(args.port, &dir.sqlite("soak")).await?];
+    eprintln!("soak: {config:?} on one broker ({}, sqlite://)", brokers[0].address());
+    let figures = soak(&config, &bins, &mut brokers).await?;
+    println!("{figures}");
+    figures.check()
+}

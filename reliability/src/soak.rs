@@ -1,0 +1,322 @@
+//! The soak: `temp_gen` writes N readings while members of one group of
+//! `average_temp` read them; at points spread over the run, members are
+//! killed with SIGKILL (and a new one started in their place) and brokers
+//! are killed with SIGKILL (and started again on their storage). At the end
+//! every reading must have been processed, the group's committed lag must be
+//! 0, and the figures say what it took.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{ensure, Context as _, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_xorshift::XorShiftRng;
+use scenarios::Binaries;
+use temps::ProducerSummary;
+use tokio::time::Instant;
+use twitch::{KafkaCluster, TopicConfiguration};
+
+use crate::{expected_readings, poll_until, topic_readings, unique, App, Broker, Figures, Finished, Key, Processed};
+
+/// How a soak runs.
+#[derive(Debug, Clone)]
+pub struct Soak {
+    /// Readings `temp_gen` writes (over 3 sensors).
+    pub readings: u64,
+    /// `temp_gen --interval`: `0` writes as fast as the broker takes them.
+    pub interval: String,
+    /// Members of the group reading them.
+    pub members: usize,
+    /// Members killed with SIGKILL (each replaced by a new one at once).
+    pub member_kills: u32,
+    /// Brokers killed with SIGKILL (each started again after `downtime`).
+    pub broker_kills: u32,
+    /// How long a killed broker stays down.
+    pub downtime: Duration,
+    /// The members' session timeout: how long the group waits for a member
+    /// that died without leaving.
+    pub session_timeout: Duration,
+    /// Seed of the order and choice of kills.
+    pub seed: u64,
+    /// How long the readings may take to be processed after the last kill.
+    pub settle: Duration,
+}
+
+impl Default for Soak {
+    fn default() -> Self {
+        Soak {
+            readings: 1_000_000,
+            interval: "0".into(),
+            members: 3,
+            member_kills: 20,
+            broker_kills: 5,
+            downtime: Duration::from_secs(2),
+            session_timeout: Duration::from_secs(6),
+            seed: 1,
+            settle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a soak did and found.
+#[derive(Debug, Clone)]
+pub struct SoakFigures {
+    /// Produced, delivered, consumed, lost and duplicated readings.
+    pub figures: Figures,
+    /// What `temp_gen` said it delivered.
+    pub producer_delivered: u64,
+    /// Members killed with SIGKILL.
+    pub member_kills: u32,
+    /// Brokers killed with SIGKILL.
+    pub broker_kills: u32,
+    /// Processes started again after a kill (members and brokers).
+    pub restarts: u32,
+    /// The group's committed lag over all partitions at the end.
+    pub lag: i64,
+    /// From the first reading written to the last processed.
+    pub wall: Duration,
+}
+
+impl SoakFigures {
+    /// Fails unless every reading was delivered and processed and the
+    /// group's committed lag is 0.
+    pub fn check(&self) -> Result<()> {
+        let f = &self.figures;
+        ensure!(f.not_delivered == 0, "{} readings missing from the topic: {self}", f.not_delivered);
+        ensure!(f.lost == 0, "{} readings never processed: {self}", f.lost);
+        ensure!(self.lag == 0, "committed lag is {} at the end: {self}", self.lag);
+        Ok(())
+    }
+}
+
+impl fmt::Display for SoakFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = &self.figures;
+        write!(
+            f,
+            "produced {}, delivered {} (temp_gen: {}), consumed {} ({} distinct), lost {}, duplicates {}, \
+             member kills {}, broker kills {}, restarts {}, committed lag {}, wall time {:.1} s",
+            g.produced,
+            g.delivered,
+            self.producer_delivered,
+            g.consumed,
+            g.distinct,
+            g.lost,
+            g.duplicated,
+            self.member_kills,
+            self.broker_kills,
+            self.restarts,
+            self.lag,
+            self.wall.as_secs_f64()
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Member,
+    Broker,
+}
+
+/// The group's members, alive and dead.
+struct Group<'a> {
+    soak: &'a Soak,
+    bins: &'a Binaries,
+    brokers: String,
+    topic: String,
+    group: String,
+    alive: Vec<App>,
+    /// Readings printed by members that were killed.
+    dead: Vec<Processed>,
+    started: u32,
+}
+
+impl Group<'_> {
+    fn spawn(&mut self) -> Result<()> {
+        self.started += 1;
+        let name = format!("average_temp-{}", self.started);
+        let timeout = format!("{}ms", self.soak.session_timeout.as_millis());
+        let args = ["--topic", &self.topic, "--group", &self.group, "--session-timeout", &timeout, "--no-dead-letter"];
+        self.alive.push(App::spawn(&name, &self.bins.average_temp, &args, &self.brokers)?);
+        Ok(())
+    }
+
+    /// Reading lines printed so far, by every member.
+    fn printed(&self) -> usize {
+        self.dead.len() + self.alive.iter().map(App::reading_count).sum::<usize>()
+    }
+
+    fn check_running(&mut self) -> Result<()> {
+        self.alive.iter_mut().try_for_each(App::check_running)
+    }
+
+    /// Kills member `i` with SIGKILL, keeps what it printed and starts a new
+    /// member in its place.
+    async fn kill(&mut self, i: usize) -> Result<()> {
+        let mut member = self.alive.swap_remove(i);
+        member.kill()?;
+        let finished = member.finish(Duration::from_secs(10)).await?;
+        self.dead.extend(finished.readings());
+        self.spawn()
+    }
+
+    /// The end of each live member's stderr, for failure messages.
+    fn tails(&self, lines: usize) -> String {
+        let tail = |m: &App| {
+            let stderr = m.stderr();
+            format!("  {}:\n    {}", m.name(), stderr[stderr.len().saturating_sub(lines)..].join("\n    "))
+        };
+        self.alive.iter().map(tail).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The distinct readings printed so far.
+    fn seen(&self) -> BTreeSet<Key> {
+        let mut seen: BTreeSet<Key> = self.dead.iter().map(Processed::key).collect();
+        for member in &self.alive {
+            seen.extend(member.readings().iter().map(Processed::key));
+        }
+        seen
+    }
+
+    /// Stops the members (SIGINT: they commit and leave) and returns every
+    /// reading printed.
+    async fn stop(mut self) -> Result<Vec<Processed>> {
+        let mut processed = std::mem::take(&mut self.dead);
+        for member in std::mem::take(&mut self.alive) {
+            member.interrupt()?;
+            let finished: Finished = member.finish(Duration::from_secs(30)).await?;
+            finished.check_stopped()?;
+            processed.extend(finished.readings());
+        }
+        Ok(processed)
+    }
+}
+
+/// Runs `soak` against `brokers` (one broker, or the brokers of one
+/// cluster), which it kills and starts again.
+pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result<SoakFigures> {
+    ensure!(!brokers.is_empty(), "the soak needs a broker");
+    let bootstrap = brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",");
+    let cluster =
+        KafkaCluster::builder(&bootstrap).client_id("soak").broker_timeout(Duration::from_secs(30)).build()?;
+    cluster.wait_for_brokers().await?;
+    let topic = unique("soak");
+    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
+    let mut rng = XorShiftRng::seed_from_u64(soak.seed);
+    let mut faults: Vec<Fault> = std::iter::repeat_n(Fault::Member, soak.member_kills as usize)
+        .chain(std::iter::repeat_n(Fault::Broker, soak.broker_kills as usize))
+        .collect();
+    faults.shuffle(&mut rng);
+
+    let mut group = Group {
+        soak,
+        bins,
+        brokers: bootstrap.clone(),
+        group: format!("{topic}-group"),
+        topic: topic.clone(),
+        alive: Vec::new(),
+        dead: Vec::new(),
+        started: 0,
+    };
+    for _ in 0..soak.members {
+        group.spawn()?;
+    }
+    let count = soak.readings.to_string();
+    let args = ["--topic", &topic, "--count", &count, "--interval", &soak.interval, "--seed", "7"];
+    let producer = App::spawn("temp_gen", &bins.temp_gen, &args, &bootstrap)?;
+    let started = Instant::now();
+
+    // Fault k comes once (k + 1) / (faults + 1) of the readings are printed,
+    // and at least two seconds after the one before.
+    let (mut member_kills, mut broker_kills, mut restarts) = (0, 0, 0);
+    let mut next_broker = rng.gen_range(0..brokers.len());
+    let total = faults.len() as u64 + 1;
+    for (k, fault) in faults.iter().enumerate() {
+        let due = usize::try_from(soak.readings * (k as u64 + 1) / total)?;
+        let what = format!("{due} readings printed before fault {}", k + 1);
+        let reached = poll_until(&what, soak.settle, || {
+            group.check_running()?;
+            Ok(group.printed() >= due)
+        })
+        .await?;
+        ensure!(
+            reached,
+            "only {} readings printed after {:?}; the group stalls. The members' last lines:\n{}",
+            group.printed(),
+            soak.settle,
+            group.tails(12)
+        );
+        match fault {
+            Fault::Member => {
+                let i = rng.gen_range(0..group.alive.len());
+                eprintln!("soak: {:>7.1} s: SIGKILL {} ({} printed)", started.elapsed().as_secs_f64(), group.alive[i].name(), group.printed());
+                group.kill(i).await?;
+                member_kills += 1;
+            }
+            Fault::Broker => {
+                let n = brokers.len();
+                let broker = &mut brokers[next_broker];
+                next_broker = (next_broker + 1) % n;
+                eprintln!("soak: {:>7.1} s: SIGKILL broker {} ({} printed)", started.elapsed().as_secs_f64(), broker.address(), group.printed());
+                broker.kill().await?;
+                tokio::time::sleep(soak.downtime).await;
+                broker.start_again().await?;
+                broker_kills += 1;
+            }
+        }
+        restarts += 1;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let produced = producer_summary(producer.finish(soak.settle).await?, soak.readings)?;
+    let expected = expected_readings(soak.readings, 3);
+    if !every_reading_printed(&mut group, &expected, soak.settle).await? {
+        eprintln!("soak: not every reading was printed within {:?} after temp_gen ended", soak.settle);
+    }
+    let wall = started.elapsed();
+    let lag = settled_lag(&cluster, &group.group, &topic).await?;
+    let processed = group.stop().await?;
+    let stored = topic_readings(&cluster, &topic).await?;
+    let figures = Figures::new(&format!("soak {topic}"), &expected, &stored, &processed);
+    Ok(SoakFigures { figures, producer_delivered: produced, member_kills, broker_kills, restarts, lag, wall })
+}
+
+/// Waits until the members printed every `expected` reading; false after
+/// `timeout`. Looks once a second: telling the distinct readings apart
+/// parses every line printed.
+async fn every_reading_printed(group: &mut Group<'_>, expected: &BTreeSet<Key>, timeout: Duration) -> Result<bool> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        group.check_running()?;
+        if group.printed() >= expected.len() && expected.is_subset(&group.seen()) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Checks temp_gen's exit and returns how many readings it delivered.
+fn producer_summary(producer: Finished, readings: u64) -> Result<u64> {
+    ensure!(producer.status.success(), "temp_gen failed ({}):\n{}", producer.status, producer.stderr_tail(15));
+    let summary: ProducerSummary = producer.last_line().unwrap_or_default().parse().context("temp_gen's summary")?;
+    ensure!(summary.produced == readings, "temp_gen produced {} readings, not {readings}", summary.produced);
+    Ok(summary.produced)
+}
+
+/// The group's committed lag over all partitions, once it reaches 0 or
+/// after 30 s (the members commit every second).
+async fn settled_lag(cluster: &KafkaCluster, group: &str, topic: &str) -> Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lag: i64 = cluster.group_lag(group, topic).await?.iter().map(|p| p.lag).sum();
+        if lag == 0 || Instant::now() >= deadline {
+            return Ok(lag);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
