@@ -53,7 +53,7 @@ impl Default for Soak {
             member_kills: 20,
             broker_kills: 5,
             downtime: Duration::from_secs(2),
-            session_timeout: Duration::from_secs(6),
+            session_timeout: Duration::from_secs(10),
             seed: 1,
             settle: Duration::from_secs(300),
         }

@@ -7,8 +7,9 @@
 //! cargo run --release -p reliability --bin soak -- --readings 1000000 --member-kills 20 --broker-kills 5
 //! ```
 //!
-//! Starts brokers of its own (nisshi, `scripts/broker.sh install` first) on
-//! `sqlite://` storage in `target/tmp`, from port 19760 on.
+//! Starts brokers of its own (nisshi, `scripts/broker.sh install` first),
+//! from port 19760 on: one on `sqlite://` storage in `target/tmp`, or with
+//! `--cluster N --postgres URL` a cluster of N sharing that database.
 
 use std::time::Duration;
 
@@ -46,11 +47,29 @@ struct Args {
     /// First port of the soak's brokers.
     #[arg(long, default_value_t = 19760)]
     port: u16,
+    /// Run a cluster of this many brokers over the PostgreSQL database at
+    /// --postgres (one broker on sqlite:// without it).
+    #[arg(long, requires = "postgres")]
+    cluster: Option<u16>,
+    /// The cluster's PostgreSQL database, such as
+    /// `postgres://postgres@127.0.0.1:15432/postgres` (`scripts/postgres.sh start` prints one).
+    #[arg(long, env = "DATABASE_URL")]
+    postgres: Option<String>,
 }
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = run(Args::parse()).await {
+    let args = Args::parse();
+    // On Ctrl-C or SIGTERM the run is dropped: its apps are killed and its
+    // brokers stopped.
+    let outcome = match temps::signals::Signals::new() {
+        Ok(mut signals) => tokio::select! {
+            outcome = run(args) => outcome,
+            signal = signals.recv() => Err(anyhow::anyhow!("stopped by {signal}")),
+        },
+        Err(e) => Err(anyhow::anyhow!("cannot install signal handlers: {e}")),
+    };
+    if let Err(e) = outcome {
         eprintln!("soak: {e:#}");
         std::process::exit(1);
     }
@@ -70,8 +89,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let bins = binaries()?;
     let dir = DataDir::new("soak")?;
-    let mut brokers = vec![Broker::start(args.port, &dir.sqlite("soak")).await?];
-    eprintln!("soak: {config:?} on one broker ({}, sqlite://)", brokers[0].address());
+    let mut brokers = Vec::new();
+    match (args.cluster, &args.postgres) {
+        (Some(n), Some(url)) => {
+            for port in args.port..args.port + n {
+                brokers.push(Broker::start(port, url).await?);
+            }
+            eprintln!("soak: {config:?} on a cluster of {n} brokers over {url}");
+        }
+        _ => {
+            brokers.push(Broker::start(args.port, &dir.sqlite("soak")).await?);
+            eprintln!("soak: {config:?} on one broker ({}, sqlite://)", brokers[0].address());
+        }
+    }
     let figures = soak(&config, &bins, &mut brokers).await?;
     println!("{figures}");
     figures.check()
