@@ -110,3 +110,27 @@ impl Drop for Broker {
         }
     }
 }
+
+/// A broker's data directory of a test's own, removed when the test ends.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new directory in `root` (a test's `CARGO_TARGET_TMPDIR`).
+    pub fn new(root: &str, prefix: &str) -> Result<TempDir> {
+        let dir = TempDir(Path::new(root).join(crate::unique(prefix)));
+        std::fs::create_dir_all(&dir.0).context("creating the broker's data directory")?;
+        Ok(dir)
+    }
+
+    /// `sqlite:///<dir>/twitch.db`, for [`Broker::start`].
+    pub fn sqlite(&self) -> String {
+        format!("sqlite://{}", self.0.join("twitch.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

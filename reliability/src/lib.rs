@@ -14,6 +14,7 @@
 
 mod app;
 mod broker;
+mod postgres;
 mod tally;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,7 +25,8 @@ use anyhow::{bail, Context as _, Result};
 use scenarios::Binaries;
 
 pub use app::{App, Finished, Line};
-pub use broker::Broker;
+pub use broker::{Broker, TempDir};
+pub use postgres::{sink_binary, unique_schema, Postgres};
 pub use tally::{expected_readings, parse_reading_line, topic_readings, Figures, Key, Processed};
 
 /// The broker under test, from `KAFKA_BROKERS` (set by `scripts/test.sh`).

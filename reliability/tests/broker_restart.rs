@@ -23,12 +23,11 @@
 //! Figures go to stderr: `cargo test -p reliability --test broker_restart -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use reliability::{
-    binaries, expected_readings, poll_until, topic_readings, unique, wait_until, App, Broker, Figures,
+    binaries, expected_readings, poll_until, topic_readings, unique, wait_until, App, Broker, Figures, TempDir,
     Processed,
 };
 use temps::ProducerSummary;
@@ -45,28 +44,6 @@ const INTERVAL: &str = "4ms";
 const BEFORE_RESTART: usize = 300;
 /// How long the broker stays down.
 const DOWNTIME: Duration = Duration::from_secs(2);
-
-/// Removes the broker's data directory when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Result<TempDir> {
-        let dir = TempDir(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique(prefix)));
-        std::fs::create_dir_all(&dir.0).context("creating the broker's data directory")?;
-        Ok(dir)
-    }
-
-    /// `sqlite:///<dir>/twitch.db`.
-    fn sqlite(&self) -> String {
-        format!("sqlite://{}", self.0.join("twitch.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The group's committed offset per partition (partitions without one left out).
 async fn committed(cluster: &KafkaCluster, group: &str, topic: &str) -> Result<BTreeMap<i32, i64>> {
@@ -120,7 +97,7 @@ async fn restart(port: u16, crash: bool) -> Result<()> {
     let started = tokio::time::Instant::now();
     let bins = binaries()?;
     // Declared before the broker, so dropped after it: the broker stops before its data goes.
-    let dir = TempDir::new("broker-restart")?;
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "broker-restart")?;
     let mut broker = Broker::start(port, &dir.sqlite()).await?;
     let brokers = broker.address();
 
@@ -267,7 +244,7 @@ async fn a_broker_that_stays_down_makes_the_producer_report_what_it_did_not_deli
     const COUNT: u64 = 600;
     let started = tokio::time::Instant::now();
     let bins = binaries()?;
-    let dir = TempDir::new("broker-gone")?;
+    let dir = TempDir::new(env!("CARGO_TARGET_TMPDIR"), "broker-gone")?;
     let mut broker = Broker::start(PORT_GONE, &dir.sqlite()).await?;
     let brokers = broker.address();
     let cluster =

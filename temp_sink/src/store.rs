@@ -245,6 +245,17 @@ impl Store {
         Ok(Report { sensors, rows: totals.get(0), overall: totals.get(1), duplicates: totals.get(2) })
     }
 
+    /// Per sensor, the count and average computed afresh from `readings`,
+    /// to check `sensor_averages` against.
+    pub async fn recount(&self) -> Result<Vec<SensorAverage>, SinkError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT sensor, count(*), avg(celsius) FROM readings GROUP BY sensor ORDER BY sensor", &[])
+            .await
+            .map_err(|source| SinkError::Db { what: "recounting the readings", source })?;
+        Ok(rows.iter().map(|r| SensorAverage { sensor: r.get(0), readings: r.get(1), average: r.get(2) }).collect())
+    }
+
     /// Every (sensor, seq) in `readings`, for checks.
     pub async fn keys(&self) -> Result<Vec<(String, i64)>, SinkError> {
         let client = self.client().await?;
