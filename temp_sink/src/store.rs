@@ -256,6 +256,16 @@ impl Store {
         Ok(rows.iter().map(|r| SensorAverage { sensor: r.get(0), readings: r.get(1), average: r.get(2) }).collect())
     }
 
+    /// Per partition of `topic`, the next offset stored.
+    pub async fn offsets(&self, topic: &str) -> Result<Vec<(i32, Option<i64>)>, SinkError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT kafka_partition, next_offset FROM consumed_offsets WHERE topic = $1 ORDER BY 1", &[&topic])
+            .await
+            .map_err(|source| SinkError::Db { what: "reading the offsets", source })?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Every (sensor, seq) in `readings`, for checks.
     pub async fn keys(&self) -> Result<Vec<(String, i64)>, SinkError> {
         let client = self.client().await?;
