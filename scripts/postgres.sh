@@ -24,6 +24,8 @@ set -euo pipefail
 
 readonly HOST=127.0.0.1
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh" # port_in_use
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_OS_USER=${PG_OS_USER:-postgres}
 STATE=${TWITCH_STATE:-$REPO/target}/postgres
@@ -88,11 +90,6 @@ running() { as_pg pg_ctl status -D "$1" >/dev/null 2>&1; }
 
 accepting() { as_pg pg_isready -q -h "$HOST" -p "$PORT" -t 1 >/dev/null 2>&1; }
 
-listening() {
-    # shellcheck disable=SC2016 # $0 and $1 belong to the inner bash
-    timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
-}
-
 check_install() {
     [[ -x $PG_BIN/postgres && -x $PG_BIN/initdb && -x $PG_BIN/pg_ctl ]] ||
         die "PostgreSQL 15 is not installed in $PG_BIN: apt-get install postgresql-15 (or set PG_BIN)"
@@ -126,7 +123,7 @@ cmd_start() {
         url
         return
     fi
-    listening "$PORT" && die "$HOST:$PORT is in use by something not started by this script"
+    port_in_use "$PORT" && die "$HOST:$PORT is in use by something not started by this script"
     if ! dir=$(data_dir_of); then
         dir=$(init_data_dir)
         echo "$dir" >"$STATE/$PORT/datadir"
@@ -167,7 +164,7 @@ cmd_status() {
     parse_options "$@"
     if accepting; then
         echo "PostgreSQL accepts connections on $HOST:$PORT: $(url)"
-    elif listening "$PORT"; then
+    elif port_in_use "$PORT"; then
         echo "something listens on $HOST:$PORT but does not accept PostgreSQL connections"
         return 1
     else

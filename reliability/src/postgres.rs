@@ -2,14 +2,13 @@
 //! directory, its own port), that the test can stop and start again; stopped
 //! and deleted when dropped, even on failure. And the `temp_sink` binary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use temp_sink::Store;
-use tokio::process::Command;
 
 /// A PostgreSQL on `127.0.0.1:port`, started by [`Postgres::start`].
 #[derive(Debug)]
@@ -19,18 +18,11 @@ pub struct Postgres {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres.sh")
+    crate::script("postgres.sh")
 }
 
 async fn postgres_sh(args: &[&str]) -> Result<Output> {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("running scripts/postgres.sh {}", args.join(" ")))?;
+    let out = crate::run_script("postgres.sh", args).await?;
     if !out.status.success() {
         bail!(
             "scripts/postgres.sh {} failed ({}):\n{}",
