@@ -115,11 +115,21 @@ pub async fn read_loop(
                 backoff.reset();
                 touch(&activity);
                 let epoch = epochs.lock().unwrap_or_else(PoisonError::into_inner).get(&record.partition).copied();
-                let (Some(epoch), Ok(seq)) = (epoch, i64::try_from(value.seq)) else {
-                    // Without an epoch it was never claimed: left unacked. A
-                    // seq past i64 does not fit the table: skipped.
-                    warn!(partition = record.partition, offset = record.offset, seq = value.seq, "reading not written");
+                let Some(epoch) = epoch else {
+                    // Never claimed (cannot happen): left unacked, read again.
+                    warn!(partition = record.partition, offset = record.offset, "reading of an unclaimed partition");
                     continue;
+                };
+                let seq = match i64::try_from(value.seq) {
+                    Ok(seq) if !value.sensor.contains('\0') => seq,
+                    _ => {
+                        // PostgreSQL cannot store it (a seq past i64, a NUL in
+                        // the sensor id); retrying would never end.
+                        warn!(partition = record.partition, offset = record.offset, sensor = %value.sensor.escape_debug(),
+                            seq = value.seq, "reading cannot be stored; skipped");
+                        ack.ack();
+                        continue;
+                    }
                 };
                 let row = Row {
                     sensor: value.sensor,
