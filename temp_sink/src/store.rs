@@ -37,7 +37,7 @@ WITH input AS (
         AS t(sensor, seq, celsius, measured_ms, kafka_partition, kafka_offset)
 ), inserted AS (
     INSERT INTO readings (sensor, seq, celsius, measured_at, topic, kafka_partition, kafka_offset)
-    SELECT sensor, seq, celsius, to_timestamp(measured_ms / 1000.0), $1, kafka_partition, kafka_offset FROM input
+    SELECT sensor, seq, celsius, to_timestamp(measured_ms::float8 / 1000), $1, kafka_partition, kafka_offset FROM input
     ON CONFLICT (sensor, seq) DO NOTHING
     RETURNING sensor, celsius, kafka_partition
 ), averaged AS (
