@@ -15,21 +15,45 @@ free_port() {
     echo "$port"
 }
 
+# Cleanups run when the script exits, the last added first; the script's exit code is kept.
+exit_hooks=()
+on_exit() {
+    exit_hooks=("$1" ${exit_hooks[@]+"${exit_hooks[@]}"})
+    trap run_exit_hooks EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+run_exit_hooks() {
+    local rc=$? hook
+    for hook in "${exit_hooks[@]}"; do "$hook" || true; done
+    exit "$rc"
+}
+
 # Installs nisshi (built once, cached; see docs/brokers.md), starts it on 127.0.0.1:$1 and exports
 # KAFKA_BROKERS. The broker is stopped when the script exits, whatever the outcome; the script's
 # exit code is kept.
 start_own_broker() {
     own_broker_port=$1
     scripts/broker.sh install >/dev/null
-    trap stop_own_broker EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    on_exit stop_own_broker
     scripts/broker.sh start --port "$own_broker_port" >&2
     export KAFKA_BROKERS=127.0.0.1:$own_broker_port
 }
 
-stop_own_broker() {
-    local rc=$?
-    scripts/broker.sh stop --port "$own_broker_port" || true
-    exit "$rc"
+stop_own_broker() { scripts/broker.sh stop --port "$own_broker_port"; }
+
+# Uses the database in DATABASE_URL if it is set. Otherwise starts a fresh PostgreSQL 15 (see
+# scripts/postgres.sh) on the first free port from $1 and exports DATABASE_URL; it is stopped and
+# its data deleted when the script exits.
+use_postgres() {
+    if [[ -n ${DATABASE_URL:-} ]]; then
+        step "using the database in DATABASE_URL"
+        return
+    fi
+    own_postgres_port=$(free_port "$1")
+    on_exit stop_own_postgres
+    DATABASE_URL=$(scripts/postgres.sh start --port "$own_postgres_port")
+    export DATABASE_URL
 }
+
+stop_own_postgres() { scripts/postgres.sh stop --port "$own_postgres_port"; }

@@ -7,7 +7,9 @@
 # 2. Starts a fresh nisshi broker (built once and cached, see docs/brokers.md) on the first free
 #    port from 19092 (or $TWITCH_TEST_PORT), and exports KAFKA_BROKERS=127.0.0.1:PORT.
 #    If KAFKA_BROKERS is already set, the tests use that cluster and nothing is started.
-# 3. cargo test --workspace --all-targets, then cargo test --workspace --doc.
+# 3. cargo test --workspace --all-targets, then cargo test --workspace --doc. The sink's tests
+#    (reliability/tests/postgres_sink.rs) start PostgreSQL servers of their own with
+#    scripts/postgres.sh (Debian's postgresql-15; .ci/run installs it).
 #
 # The seed text is read from ../shared/seeds (or $TWITCH_SEED; a local clone made elsewhere
 # falls back to the one beside the repository it was cloned from).

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use anyhow::{bail, Context as _, Result};
-use tokio::process::Command;
 
 /// A directory for a broker's data under `target/tmp`, removed when
 /// dropped (declare it before the broker, so that the broker stops first).
@@ -41,18 +40,11 @@ pub struct Broker {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker.sh")
+    crate::script("broker.sh")
 }
 
 async fn broker_sh(args: &[&str]) -> Result<Output> {
-    Command::new("bash")
-        .arg(script())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("running scripts/broker.sh {}", args.join(" ")))
+    crate::run_script("broker.sh", args).await
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -14,6 +14,7 @@
 
 mod app;
 mod broker;
+mod postgres;
 mod soak;
 mod tally;
 
@@ -26,8 +27,27 @@ use scenarios::Binaries;
 
 pub use app::{App, Finished, Line};
 pub use broker::{Broker, DataDir};
+pub use postgres::{sink_binary, unique_schema, Postgres};
 pub use soak::{run as soak, Soak, SoakFigures};
 pub use tally::{expected_readings, parse_reading_line, topic_readings, Figures, Key, Processed};
+
+/// `scripts/<name>` of this repository.
+fn script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
+}
+
+/// Runs `bash scripts/<name> args...` (no stdin, killed if dropped) and
+/// returns its output, whatever its exit status.
+async fn run_script(name: &str, args: &[&str]) -> Result<std::process::Output> {
+    tokio::process::Command::new("bash")
+        .arg(script(name))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running scripts/{name} {}", args.join(" ")))
+}
 
 /// The broker under test, from `KAFKA_BROKERS` (set by `scripts/test.sh`).
 /// Fails, so a test that needs a broker fails rather than skips.

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, info, warn};
 use twitch::{KafkaCluster, TopicConfiguration};
 
+pub use build::build_executables;
 pub use check::{evaluate, Check, TOLERANCE};
 pub use child::{Exit, Outcome};
 pub use report::{Report, ScenarioReport};
