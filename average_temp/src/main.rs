@@ -32,6 +32,10 @@ use twitch::{Decoded, Format, GroupReader, KafkaCluster, TopicConfiguration};
 
 use temps::signals::Signals;
 
+use crate::observe::Observer;
+
+mod observe;
+
 /// Reads temperature readings (JSON) from a Kafka topic and prints each with
 /// running averages, per sensor and overall.
 ///
@@ -92,6 +96,17 @@ struct Args {
     /// whatever this is.
     #[arg(long, value_parser = session_timeout)]
     session_timeout: Option<Duration>,
+
+    /// Serve metrics in Prometheus' text format at http://ADDR/metrics
+    /// (readings consumed, lag per partition, commits, averages per sensor,
+    /// librdkafka's statistics), such as `127.0.0.1:9102`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+
+    /// Serve a live page at http://ADDR/: the average of each sensor and
+    /// overall over time, and the lag per partition, updating by itself.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 /// Where a new group starts.
@@ -138,6 +153,9 @@ enum AppError {
 
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
+
+    #[error("{0}")]
+    Monitor(#[from] monitor::MonitorError),
 }
 
 /// Why reading ended normally.
@@ -197,7 +215,11 @@ async fn run(args: Args) -> Result<(), AppError> {
                 .set("session.timeout.ms", &ms.to_string())
                 .set("heartbeat.interval.ms", &(ms / 3).max(1).to_string());
         }
+        if args.metrics.is_some() {
+            builder = builder.statistics(observe::LAG_EVERY);
+        }
         let reader = builder
+            .low_latency()
             .topic(&args.topic)
             .format(Format::Json)
             .start(match args.start {
@@ -220,6 +242,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         reader = setup => reader?,
     };
     info!(topic = %args.topic, %group, dead_letter = dead_letter.as_deref().unwrap_or("off"), "reading");
+    let observer = Observer::start(args.metrics.as_deref(), args.http.as_deref(), &args.topic, &reader).await?;
 
     let mut events = Some(reader.events());
     let mut averages = Averages::default();
@@ -237,7 +260,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         // watcher decides to stop (signal, idle, join timeout), so the reader
         // is cancelled only on the way out: a reading it had taken but not
         // yet acked is then simply not committed, and is read again later.
-        let reading = read_loop(&mut reader, &mut averages, &mut seen, &watch);
+        let reading = read_loop(&mut reader, &mut averages, &mut seen, &watch, &observer);
         let watching = watch.run(&mut signals, &mut events, &mut assigned, &args.topic, &group);
         tokio::select! {
             stop = reading => stop,
@@ -293,6 +316,7 @@ async fn read_loop(
     averages: &mut Averages,
     seen: &mut BTreeSet<i32>,
     watch: &Watch,
+    observer: &Observer,
 ) -> Result<Stop, AppError> {
     let mut line = String::new();
     loop {
@@ -301,6 +325,7 @@ async fn read_loop(
             Some(Ok((Decoded { value, record }, ack))) => {
                 let sensor = averages.add(&value.sensor, value.celsius);
                 let overall = averages.overall();
+                observer.reading(&value.sensor, &sensor, &overall);
                 seen.insert(record.partition);
                 line.clear();
                 // Writing to a String cannot fail.
@@ -332,6 +357,7 @@ async fn read_loop(
                     "cannot decode a reading; skipped"
                 );
                 reader.mark_processed(&record);
+                observer.undecodable();
                 watch.activity();
             }
             Some(Err(e @ twitch::Error::Consume { .. })) => {
