@@ -103,6 +103,12 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
 
+    /// How long the broker may hold a fetch back for want of readings
+    /// (librdkafka's `fetch.wait.max.ms`): the latency a trickle of readings
+    /// sees, at the cost of a fetch request that often while idle.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = humantime::parse_duration)]
+    fetch_wait: Duration,
+
     /// Serve a live page at http://ADDR/: the average of each sensor and
     /// overall over time, and the lag per partition, updating by itself.
     #[arg(long, value_name = "ADDR")]
@@ -218,8 +224,12 @@ async fn run(args: Args) -> Result<(), AppError> {
         if args.metrics.is_some() {
             builder = builder.statistics(observe::LAG_EVERY);
         }
+        // twitch's low_latency() preset, unless told otherwise.
+        let builder = match args.fetch_wait.as_millis() {
+            10 => builder.low_latency(),
+            ms => builder.set("fetch.wait.max.ms", &ms.to_string()),
+        };
         let reader = builder
-            .low_latency()
             .topic(&args.topic)
             .format(Format::Json)
             .start(match args.start {

@@ -25,6 +25,7 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
+use tracing::info;
 use twitch::warden::PartitionLag;
 
 use crate::svg::{escape, line_chart, Series};
@@ -35,6 +36,9 @@ pub const FRAME_EVERY: Duration = Duration::from_millis(500);
 const HISTORY: usize = 600;
 /// The name of the line of all sensors together.
 pub const OVERALL: &str = "overall";
+
+/// What the app logs (at `info`) when a page starts listening for frames.
+pub const LIVE_PAGE_CONNECTED: &str = "a live page connected";
 
 /// A running average now: `(mean, count)`.
 type Mean = (f64, u64);
@@ -76,7 +80,7 @@ impl State {
             push(&mut self.averages, OVERALL, (t, mean));
         }
         for p in &self.lag {
-            let name = format!("{}/{}", p.partition.topic, p.partition.partition);
+            let name = format!("partition {}", p.partition.partition);
             push(&mut self.lags, &name, (t, p.lag as f64));
         }
     }
@@ -218,6 +222,7 @@ impl LivePage {
 
     /// The current frame at once, then each new one.
     fn events(&self) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+        info!("{LIVE_PAGE_CONNECTED}");
         let rx = self.inner.frames.subscribe();
         let stream = futures::stream::unfold((rx, true), |(mut rx, first)| async move {
             if !first {

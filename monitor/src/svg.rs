@@ -16,7 +16,7 @@ const PALETTE: [&str; 10] =
     ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 /// Room left of the plot for the y labels, and right for the legend.
-const LEFT: f64 = 64.0;
+const LEFT: f64 = 84.0;
 const RIGHT: f64 = 170.0;
 const PAD: f64 = 12.0;
 
@@ -57,6 +57,15 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo - margin, hi + margin))
 }
 
+/// `v` with as many decimals as a range of `span` needs.
+fn number(v: f64, span: f64) -> String {
+    if span >= 20.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// A chart `width` × `height` pixels of `series` over time, with the
 /// value's `unit` on the y axis and a legend naming each series with its
 /// last value.
@@ -73,7 +82,8 @@ pub fn line_chart(unit: &str, series: &[Series], width: u32, height: u32) -> Str
         let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="middle" fill="#666">waiting for readings…</text></svg>"##, w / 2.0, h / 2.0);
         return svg;
     };
-    let (plot_w, plot_h) = (w - LEFT - RIGHT, h - 2.0 * PAD);
+    // Room at the bottom for the time labels.
+    let (plot_w, plot_h) = (w - LEFT - RIGHT, h - 3.0 * PAD - 8.0);
     let x = |t: f64| LEFT + (t - t0) / (t1 - t0) * plot_w;
     let y = |v: f64| PAD + (hi - v) / (hi - lo) * plot_h;
     // Axes, and three labelled grid lines.
@@ -83,9 +93,12 @@ pub fn line_chart(unit: &str, series: &[Series], width: u32, height: u32) -> Str
         let _ = write!(svg, r#"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke-dasharray="3,3"/>"#, y(v), LEFT + plot_w);
     }
     svg.push_str("</g>");
+    for (t, anchor) in [(t0, "start"), (t1, "end")] {
+        let _ = write!(svg, r##"<text x="{:.1}" y="{}" text-anchor="{anchor}" fill="#444">{:.0} s</text>"##, x(t), h - 6.0, t.max(0.0));
+    }
     for i in 0..3 {
         let v = lo + (hi - lo) * (0.1 + 0.4 * f64::from(i));
-        let _ = write!(svg, r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#444">{v:.2} {}</text>"##, LEFT - 6.0, y(v) + 4.0, escape(unit));
+        let _ = write!(svg, r##"<text x="{}" y="{:.1}" text-anchor="end" fill="#444">{} {}</text>"##, LEFT - 6.0, y(v) + 4.0, number(v, hi - lo), escape(unit));
     }
     for (i, s) in series.iter().enumerate() {
         let (colour, stroke) = if s.bold { ("#000", 3) } else { (PALETTE[i % PALETTE.len()], 2) };
@@ -96,10 +109,10 @@ pub fn line_chart(unit: &str, series: &[Series], width: u32, height: u32) -> Str
         }
         svg.push_str(r#""/>"#);
         let ly = PAD + 8.0 + 18.0 * i as f64;
-        let last = s.points.last().map_or(f64::NAN, |p| p.1);
+        let last = s.points.last().map_or_else(String::new, |p| number(p.1, hi - lo));
         let _ = write!(
             svg,
-            r#"<rect x="{}" y="{}" width="12" height="4" fill="{colour}"/><text x="{}" y="{}">{name} {last:.2}</text>"#,
+            r#"<rect x="{}" y="{}" width="12" height="4" fill="{colour}"/><text x="{}" y="{}">{name} {last}</text>"#,
             w - RIGHT + 10.0,
             ly - 4.0,
             w - RIGHT + 26.0,

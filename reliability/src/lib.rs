@@ -15,6 +15,7 @@
 mod app;
 mod broker;
 mod tally;
+pub mod web;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
