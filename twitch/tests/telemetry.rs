@@ -63,3 +63,49 @@ async fn statistics_come_only_when_asked_for_and_counters_and_lag_add_up() {
     reader.shutdown().await.unwrap();
     assert_eq!(monitor.counters(), Default::default(), "the reader is gone");
 }
+
+/// This process's CPU time (user + system), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// What one statistics report costs: an idle group reader of a 3-partition
+/// topic for 20 s without statistics, then with one every 10 ms (librdkafka
+/// writes the JSON, twitch parses it and hands it on). Prints the figures:
+/// `cargo test -p twitch --test telemetry -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check: 40 s"]
+async fn what_a_statistics_report_costs() {
+    let cluster = KafkaCluster::builder(brokers()).build().unwrap();
+    let topic = topic(&cluster, "telemetry-cost", 3).await;
+    let mut costs = Vec::new();
+    for interval in [None, Some(Duration::from_millis(10))] {
+        let mut builder = cluster.group_reader(&format!("{topic}-{interval:?}")).topic(&topic);
+        if let Some(every) = interval {
+            builder = builder.statistics(every);
+        }
+        let mut reader = builder.build().unwrap();
+        let mut reports = reader.telemetry();
+        let counted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&counted);
+        tokio::spawn(async move {
+            while reports.changed().await.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        // Joins the group (no record comes).
+        let _ = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
+        let (before, reports_before) = (cpu_time(), counted.load(std::sync::atomic::Ordering::Relaxed));
+        let _ = tokio::time::timeout(Duration::from_secs(20), reader.next()).await;
+        let spent = cpu_time() - before;
+        let n = counted.load(std::sync::atomic::Ordering::Relaxed) - reports_before;
+        println!("statistics every {interval:?}: {spent:?} CPU in 20 s, {n} reports");
+        costs.push((spent, n));
+        reader.shutdown().await.unwrap();
+    }
+    let per_report = costs[1].0.saturating_sub(costs[0].0) / u32::try_from(costs[1].1.max(1)).unwrap();
+    println!("one report costs about {per_report:?} of CPU; at one a second and 1,000 records/s, {:?} a record", per_report / 1000);
+}
