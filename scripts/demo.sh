@@ -15,15 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 port=9092
 
-if [[ -n ${KAFKA_BROKERS:-} ]]; then
-    step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
-elif scripts/broker.sh status --port "$port" >/dev/null; then
-    step "using the broker that already answers on 127.0.0.1:$port"
-    export KAFKA_BROKERS=127.0.0.1:$port
-else
-    step "installing and starting a nisshi broker on 127.0.0.1:$port"
-    start_own_broker "$port"
-fi
+use_or_start_broker "$port"
 
 step "cargo build --release --workspace"
 cargo build --release --workspace

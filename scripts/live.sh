@@ -17,15 +17,7 @@ addr=${1:-127.0.0.1:8080}
 topic=${LIVE_TOPIC:-live-temperatures}
 port=9092
 
-if [[ -n ${KAFKA_BROKERS:-} ]]; then
-    step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
-elif scripts/broker.sh status --port "$port" >/dev/null; then
-    step "using the broker that already answers on 127.0.0.1:$port"
-    export KAFKA_BROKERS=127.0.0.1:$port
-else
-    step "installing and starting a nisshi broker on 127.0.0.1:$port"
-    start_own_broker "$port"
-fi
+use_or_start_broker "$port"
 
 step "cargo build --release -p temp_gen -p average_temp"
 cargo build --release -p temp_gen -p average_temp

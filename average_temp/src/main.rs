@@ -31,9 +31,6 @@ use twitch::reader::{GroupEvent, GroupStart, OnDecodeError};
 use twitch::{Decoded, Format, GroupReader, KafkaCluster, TopicConfiguration};
 
 use temps::signals::Signals;
-
-use crate::observe::Observer;
-
 mod observe;
 
 /// Reads temperature readings (JSON) from a Kafka topic and prints each with
@@ -97,22 +94,8 @@ struct Args {
     #[arg(long, value_parser = session_timeout)]
     session_timeout: Option<Duration>,
 
-    /// Serve metrics in Prometheus' text format at http://ADDR/metrics
-    /// (readings consumed, lag per partition, commits, averages per sensor,
-    /// librdkafka's statistics), such as `127.0.0.1:9102`.
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<String>,
-
-    /// How long the broker may hold a fetch back for want of readings
-    /// (librdkafka's `fetch.wait.max.ms`): the latency a trickle of readings
-    /// sees, at the cost of a fetch request that often while idle.
-    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = humantime::parse_duration)]
-    fetch_wait: Duration,
-
-    /// Serve a live page at http://ADDR/: the average of each sensor and
-    /// overall over time, and the lag per partition, updating by itself.
-    #[arg(long, value_name = "ADDR")]
-    http: Option<String>,
+    #[command(flatten)]
+    observe: observe::Options,
 }
 
 /// Where a new group starts.
@@ -160,8 +143,7 @@ enum AppError {
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
 
-    #[error("{0}")]
-    Monitor(#[from] monitor::MonitorError),
+    #[error("{0}")] Monitor(#[from] monitor::MonitorError),
 }
 
 /// Why reading ended normally.
@@ -184,7 +166,6 @@ async fn main() -> ExitCode {
         }
     }
 }
-
 
 async fn run(args: Args) -> Result<(), AppError> {
     // Installed first: from here on Ctrl-C and SIGTERM end the run cleanly.
@@ -221,15 +202,7 @@ async fn run(args: Args) -> Result<(), AppError> {
                 .set("session.timeout.ms", &ms.to_string())
                 .set("heartbeat.interval.ms", &(ms / 3).max(1).to_string());
         }
-        if args.metrics.is_some() {
-            builder = builder.statistics(observe::LAG_EVERY);
-        }
-        // twitch's low_latency() preset, unless told otherwise.
-        let builder = match args.fetch_wait.as_millis() {
-            10 => builder.low_latency(),
-            ms => builder.set("fetch.wait.max.ms", &ms.to_string()),
-        };
-        let reader = builder
+        let reader = args.observe.configure(builder)
             .topic(&args.topic)
             .format(Format::Json)
             .start(match args.start {
@@ -252,7 +225,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         reader = setup => reader?,
     };
     info!(topic = %args.topic, %group, dead_letter = dead_letter.as_deref().unwrap_or("off"), "reading");
-    let observer = Observer::start(args.metrics.as_deref(), args.http.as_deref(), &args.topic, &reader).await?;
+    let observer = observe::Observer::start(&args.observe, &args.topic, &reader).await?;
 
     let mut events = Some(reader.events());
     let mut averages = Averages::default();
@@ -326,7 +299,7 @@ async fn read_loop(
     averages: &mut Averages,
     seen: &mut BTreeSet<i32>,
     watch: &Watch,
-    observer: &Observer,
+    observer: &observe::Observer,
 ) -> Result<Stop, AppError> {
     let mut line = String::new();
     loop {

@@ -9,11 +9,48 @@ use monitor::page::LivePage;
 use monitor::MonitorError;
 use temps::RunningMean;
 use tracing::{debug, info};
+use twitch::reader::GroupReaderBuilder;
 use twitch::GroupReader;
 
 /// How often the lag and the reader's counters are looked up, and
 /// librdkafka's statistics come.
 pub const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// What `average_temp` shows, and how fast it sees readings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Serve metrics in Prometheus' text format at http://ADDR/metrics
+    /// (readings consumed, lag per partition, commits, averages per sensor,
+    /// librdkafka's statistics), such as `127.0.0.1:9102`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// Serve a live page at http://ADDR/: the average of each sensor and
+    /// overall over time, and the lag per partition, updating by itself.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// How long the broker may hold a fetch back for want of readings
+    /// (librdkafka's `fetch.wait.max.ms`): the latency a trickle of readings
+    /// sees, at the cost of a fetch request that often while idle.
+    #[arg(long, value_name = "DURATION", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub fetch_wait: Duration,
+}
+
+impl Options {
+    /// The reader's settings for these options: twitch's `low_latency()`
+    /// unless told otherwise, and librdkafka's statistics with `--metrics`.
+    pub fn configure(&self, builder: GroupReaderBuilder) -> GroupReaderBuilder {
+        let builder = match self.fetch_wait.as_millis() {
+            10 => builder.low_latency(),
+            ms => builder.set("fetch.wait.max.ms", &ms.to_string()),
+        };
+        match self.metrics {
+            Some(_) => builder.statistics(LAG_EVERY),
+            None => builder,
+        }
+    }
+}
 
 /// The metrics and the page, each when asked for.
 #[derive(Debug, Default)]
@@ -25,12 +62,8 @@ pub struct Observer {
 impl Observer {
     /// Serves the metrics at `metrics` and the page at `http` (one server
     /// when the addresses are the same), and starts following `reader`.
-    pub async fn start(
-        metrics: Option<&str>,
-        http: Option<&str>,
-        topic: &str,
-        reader: &GroupReader,
-    ) -> Result<Observer, MonitorError> {
+    pub async fn start(options: &Options, topic: &str, reader: &GroupReader) -> Result<Observer, MonitorError> {
+        let (metrics, http) = (options.metrics.as_deref(), options.http.as_deref());
         let mut registry = Metrics::default();
         let observer = Observer {
             metrics: metrics.map(|_| ConsumerMetrics::register(&mut registry)),

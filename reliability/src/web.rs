@@ -11,7 +11,45 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::{unique, wait_until, App};
+use scenarios::Binaries;
+use twitch::{KafkaCluster, TopicConfiguration};
+
+use crate::{binaries, brokers, unique, wait_until, App};
+
+/// `average_temp` serving something over HTTP, on a fresh topic.
+#[derive(Debug)]
+pub struct Serving {
+    /// The broker.
+    pub brokers: String,
+    /// The apps.
+    pub bins: Binaries,
+    /// The topic, with 3 partitions.
+    pub topic: String,
+    /// `average_temp`, holding the 3 partitions.
+    pub consumer: App,
+    /// Where it serves.
+    pub addr: String,
+}
+
+/// Creates a 3-partition topic and starts `average_temp --topic T FLAG
+/// 127.0.0.1:0 --no-dead-letter` on it; returns once it serves `what` (as
+/// its log says) and holds the 3 partitions.
+pub async fn serving_consumer(prefix: &str, flag: &str, what: &str) -> Result<Serving> {
+    let (brokers, bins) = (brokers()?, binaries()?);
+    let cluster = KafkaCluster::builder(&brokers).client_id(prefix).build()?;
+    cluster.wait_for_brokers().await?;
+    let topic = unique(prefix);
+    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
+    let args = ["--topic", &topic, flag, "127.0.0.1:0", "--no-dead-letter"];
+    let mut consumer = App::spawn("average_temp", &bins.average_temp, &args, &brokers)?;
+    let addr = served_addr(&mut consumer, what).await?;
+    wait_until("average_temp to be assigned the 3 partitions", Duration::from_secs(45), || {
+        consumer.check_running()?;
+        Ok(consumer.assignment().is_some_and(|a| a.len() == 3))
+    })
+    .await?;
+    Ok(Serving { brokers, bins, topic, consumer, addr })
+}
 
 /// The body of `GET http://addr/path`, which must answer 200.
 pub async fn http_get(addr: &str, path: &str) -> Result<String> {

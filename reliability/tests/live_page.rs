@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use monitor::page::{FRAME_EVERY, LIVE_PAGE_CONNECTED};
-use reliability::web::{served_addr, Browser};
-use reliability::{binaries, brokers, unique, wait_until, App};
+use reliability::web::{serving_consumer, Browser, Serving};
+use reliability::{wait_until, App};
 use temps::{ConsumerSummary, ProducerSummary};
-use twitch::{KafkaCluster, TopicConfiguration};
 
 /// Readings, over three sensors: about 6 s.
 const READINGS: u64 = 1_500;
@@ -53,21 +52,10 @@ fn printed_averages(lines: &[reliability::Line]) -> BTreeMap<String, (String, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_shows_the_averages_average_temp_prints() -> Result<()> {
-    let (brokers, bins, browser) = (brokers()?, binaries()?, Browser::find()?);
-    let cluster = KafkaCluster::builder(&brokers).client_id("live-page").build()?;
-    cluster.wait_for_brokers().await?;
-    let topic = unique("live-page");
-    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
-
-    let args = ["--topic", &topic, "--http", "127.0.0.1:0", "--no-dead-letter"];
-    let mut consumer = App::spawn("average_temp", &bins.average_temp, &args, &brokers)?;
-    let addr = served_addr(&mut consumer, "the live page").await?;
+    let browser = Browser::find()?;
+    let Serving { brokers, bins, topic, mut consumer, addr } =
+        serving_consumer("live-page", "--http", "the live page").await?;
     let url = format!("http://{addr}/");
-    wait_until("average_temp to be assigned the 3 partitions", Duration::from_secs(45), || {
-        consumer.check_running()?;
-        Ok(consumer.assignment().is_some_and(|a| a.len() == 3))
-    })
-    .await?;
 
     // The page is open from before the first reading to after the last.
     let dump = browser.open_and_dump(&url)?;

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
-use reliability::web::{http_get, metric, metric_series, served_addr};
-use reliability::{binaries, brokers, unique, wait_until, App};
+use reliability::web::{http_get, metric, metric_series, served_addr, serving_consumer, Serving};
+use reliability::App;
 use temps::{ConsumerSummary, ProducerSummary};
-use twitch::{KafkaCluster, TopicConfiguration};
 
 /// Readings, over three sensors: about 6 s.
 const READINGS: u64 = 3_000;
@@ -17,20 +16,8 @@ const INTERVAL: &str = "2ms";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_readings_and_the_lag_drains() -> Result<()> {
-    let (brokers, bins) = (brokers()?, binaries()?);
-    let cluster = KafkaCluster::builder(&brokers).client_id("metrics").build()?;
-    cluster.wait_for_brokers().await?;
-    let topic = unique("metrics");
-    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
-
-    let args = ["--topic", &topic, "--metrics", "127.0.0.1:0", "--no-dead-letter"];
-    let mut consumer = App::spawn("average_temp", &bins.average_temp, &args, &brokers)?;
-    let consumer_addr = served_addr(&mut consumer, "metrics").await?;
-    wait_until("average_temp to be assigned the 3 partitions", Duration::from_secs(45), || {
-        consumer.check_running()?;
-        Ok(consumer.assignment().is_some_and(|a| a.len() == 3))
-    })
-    .await?;
+    let Serving { brokers, bins, topic, mut consumer, addr: consumer_addr } =
+        serving_consumer("metrics", "--metrics", "metrics").await?;
     let count = READINGS.to_string();
     let args = ["--topic", &topic, "--count", &count, "--interval", INTERVAL, "--seed", "5", "--metrics", "127.0.0.1:0"];
     let mut producer = App::spawn("temp_gen", &bins.temp_gen, &args, &brokers)?;
