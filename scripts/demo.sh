@@ -29,18 +29,11 @@ fi
 
 if $cluster; then
     step "starting a cluster of three nisshi brokers over one PostgreSQL (scripts/cluster.sh)"
-    trap 'scripts/cluster.sh stop || true' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    stop_cluster() { scripts/cluster.sh stop; }
+    on_exit stop_cluster
     eval "$(scripts/cluster.sh start)"
-elif [[ -n ${KAFKA_BROKERS:-} ]]; then
-    step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
-elif scripts/broker.sh status --port "$port" >/dev/null; then
-    step "using the broker that already answers on 127.0.0.1:$port"
-    export KAFKA_BROKERS=127.0.0.1:$port
 else
-    step "installing and starting a nisshi broker on 127.0.0.1:$port"
-    start_own_broker "$port"
+    use_or_start_broker "$port"
 fi
 
 step "cargo build --release --workspace"

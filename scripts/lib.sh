@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by scripts/test.sh, scripts/demo.sh and scripts/instructions.sh; sourced, not run.
+# Shared by scripts/test.sh, demo.sh, live.sh and instructions.sh; sourced, not run.
 # They cd to the repository's root first.
 
 # Prints a progress line with the seconds since the script started.
@@ -54,6 +54,21 @@ use_postgres() {
     on_exit stop_own_postgres
     DATABASE_URL=$(scripts/postgres.sh start --port "$own_postgres_port")
     export DATABASE_URL
+}
+
+# Uses the brokers in KAFKA_BROKERS, or a broker that already answers on 127.0.0.1:$1 (left
+# running), or installs and starts nisshi there (start_own_broker); exports KAFKA_BROKERS.
+use_or_start_broker() {
+    local port=$1
+    if [[ -n ${KAFKA_BROKERS:-} ]]; then
+        step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
+    elif scripts/broker.sh status --port "$port" >/dev/null; then
+        step "using the broker that already answers on 127.0.0.1:$port"
+        export KAFKA_BROKERS=127.0.0.1:$port
+    else
+        step "installing and starting a nisshi broker on 127.0.0.1:$port"
+        start_own_broker "$port"
+    fi
 }
 
 stop_own_postgres() { scripts/postgres.sh stop --port "$own_postgres_port"; }

@@ -31,6 +31,7 @@ use twitch::reader::{GroupEvent, GroupStart, OnDecodeError};
 use twitch::{Decoded, Format, GroupReader, KafkaCluster, TopicConfiguration};
 
 use temps::signals::Signals;
+mod observe;
 
 /// Reads temperature readings (JSON) from a Kafka topic and prints each with
 /// running averages, per sensor and overall.
@@ -92,6 +93,9 @@ struct Args {
     /// whatever this is.
     #[arg(long, value_parser = session_timeout)]
     session_timeout: Option<Duration>,
+
+    #[command(flatten)]
+    observe: observe::Options,
 }
 
 /// Where a new group starts.
@@ -138,6 +142,8 @@ enum AppError {
 
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
+
+    #[error("{0}")] Monitor(#[from] monitor::MonitorError),
 }
 
 /// Why reading ended normally.
@@ -160,7 +166,6 @@ async fn main() -> ExitCode {
         }
     }
 }
-
 
 async fn run(args: Args) -> Result<(), AppError> {
     // Installed first: from here on Ctrl-C and SIGTERM end the run cleanly.
@@ -197,7 +202,7 @@ async fn run(args: Args) -> Result<(), AppError> {
                 .set("session.timeout.ms", &ms.to_string())
                 .set("heartbeat.interval.ms", &(ms / 3).max(1).to_string());
         }
-        let reader = builder
+        let reader = args.observe.configure(builder)
             .topic(&args.topic)
             .format(Format::Json)
             .start(match args.start {
@@ -220,6 +225,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         reader = setup => reader?,
     };
     info!(topic = %args.topic, %group, dead_letter = dead_letter.as_deref().unwrap_or("off"), "reading");
+    let observer = observe::Observer::start(&args.observe, &args.topic, &reader).await?;
 
     let mut events = Some(reader.events());
     let mut averages = Averages::default();
@@ -237,7 +243,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         // watcher decides to stop (signal, idle, join timeout), so the reader
         // is cancelled only on the way out: a reading it had taken but not
         // yet acked is then simply not committed, and is read again later.
-        let reading = read_loop(&mut reader, &mut averages, &mut seen, &watch);
+        let reading = read_loop(&mut reader, &mut averages, &mut seen, &watch, &observer);
         let watching = watch.run(&mut signals, &mut events, &mut assigned, &args.topic, &group);
         tokio::select! {
             stop = reading => stop,
@@ -293,6 +299,7 @@ async fn read_loop(
     averages: &mut Averages,
     seen: &mut BTreeSet<i32>,
     watch: &Watch,
+    observer: &observe::Observer,
 ) -> Result<Stop, AppError> {
     let mut line = String::new();
     loop {
@@ -301,6 +308,7 @@ async fn read_loop(
             Some(Ok((Decoded { value, record }, ack))) => {
                 let sensor = averages.add(&value.sensor, value.celsius);
                 let overall = averages.overall();
+                observer.reading(&value.sensor, &sensor, &overall);
                 seen.insert(record.partition);
                 line.clear();
                 // Writing to a String cannot fail.
@@ -332,6 +340,7 @@ async fn read_loop(
                     "cannot decode a reading; skipped"
                 );
                 reader.mark_processed(&record);
+                observer.undecodable();
                 watch.activity();
             }
             Some(Err(e @ twitch::Error::Consume { .. })) => {

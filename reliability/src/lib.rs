@@ -17,6 +17,7 @@ mod broker;
 mod postgres;
 mod soak;
 mod tally;
+pub mod web;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;

@@ -16,6 +16,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod generator;
+mod progress;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -23,6 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use monitor::metrics::{Metrics, ProducerMetrics};
 use temps::signals::Signals;
 use temps::{ProducerSummary, RunningMean};
 use tokio::time::MissedTickBehavior;
@@ -31,9 +33,12 @@ use twitch::partitioner::partition_for_key;
 use twitch::{Format, KafkaCluster, TopicConfiguration};
 
 use crate::generator::Generator;
+use crate::progress::Progress;
 
 /// Partitions the topic must have.
 const PARTITIONS: i32 = 3;
+/// How often librdkafka's statistics come, with `--metrics`.
+const STATISTICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Produces random temperature readings (JSON, keyed by sensor id) to a Kafka
 /// topic with three partitions, creating the topic if it is missing.
@@ -92,6 +97,12 @@ struct Args {
     /// how many readings were not delivered.
     #[arg(long, value_parser = delivery_timeout)]
     delivery_timeout: Option<Duration>,
+
+    /// Serve metrics in Prometheus' text format at http://ADDR/metrics
+    /// (readings produced, delivered, failed; librdkafka's statistics),
+    /// such as `127.0.0.1:9101`.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 fn finite(s: &str) -> Result<f64, String> {
@@ -132,6 +143,9 @@ enum AppError {
 
     #[error("cannot write to stdout: {0}")]
     Stdout(#[source] std::io::Error),
+
+    #[error("{0}")]
+    Monitor(#[from] monitor::MonitorError),
 }
 
 impl From<twitch::Error> for AppError {
@@ -170,6 +184,9 @@ async fn run(args: Args) -> Result<(), AppError> {
         if let Some(timeout) = args.delivery_timeout {
             builder = builder.set("message.timeout.ms", timeout.as_millis().to_string());
         }
+        if args.metrics.is_some() {
+            builder = builder.statistics(STATISTICS_EVERY);
+        }
         let cluster = builder.build()?;
         cluster.wait_for_brokers().await?;
         cluster.ensure_topic(&TopicConfiguration::new(&args.topic, PARTITIONS)).await?;
@@ -206,9 +223,13 @@ async fn run(args: Args) -> Result<(), AppError> {
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         t
     });
+    let metrics = match &args.metrics {
+        Some(addr) => Some(serve_metrics(addr, &writer).await?),
+        None => None,
+    };
     let mut mean = RunningMean::new();
     let started = Instant::now();
-    let mut last_progress = started;
+    let mut progress = Progress::new(args.count, args.progress_every);
     loop {
         if args.count.is_some_and(|c| mean.count() >= c) {
             break;
@@ -232,21 +253,30 @@ async fn run(args: Args) -> Result<(), AppError> {
         let reading = generator.next_reading(now_millis());
         writer.send_keyed(reading.sensor.as_bytes(), &reading).await?;
         mean.add(reading.celsius);
-        if last_progress.elapsed() >= args.progress_every {
-            last_progress = Instant::now();
-            info!(
-                produced = mean.count(),
-                delivered = writer.delivered(),
-                per_second = format!("{:.1}", mean.count() as f64 / started.elapsed().as_secs_f64()),
-                mean = format!("{:.6}", mean.mean().unwrap_or(f64::NAN)),
-                "progress"
-            );
+        progress.produced(&mean, writer.delivered());
+        if let Some(metrics) = &metrics {
+            metrics.observe(writer.counters());
         }
     }
+    progress.finish();
 
-    writer.flush_async().await?;
+    let flushed = writer.flush_async().await;
+    if let Some(metrics) = &metrics {
+        metrics.observe(writer.counters());
+    }
+    flushed?;
     info!(produced = mean.count(), delivered = writer.delivered(), elapsed = ?started.elapsed(), "flushed");
     print_summary(&mean)
+}
+
+/// Serves the writer's metrics at `addr`.
+async fn serve_metrics(addr: &str, writer: &twitch::KeyedWriter) -> Result<ProducerMetrics, AppError> {
+    let mut registry = Metrics::default();
+    let metrics = ProducerMetrics::register(&mut registry);
+    metrics.kafka.follow(writer.telemetry());
+    let bound = monitor::serve(addr, registry.router()).await?;
+    info!("metrics on http://{bound}/metrics");
+    Ok(metrics)
 }
 
 /// Prints the one last line on stdout.

@@ -9,6 +9,7 @@ pub mod partitioner;
 pub mod reader;
 pub mod record;
 mod rt;
+pub mod telemetry;
 pub mod warden;
 pub mod writer;
 

@@ -89,6 +89,15 @@ impl KafkaClusterBuilder {
         self
     }
 
+    /// librdkafka statistics every `interval` from every client this cluster
+    /// creates, to read with `telemetry()` on readers and writers (see
+    /// [`telemetry`](crate::telemetry)). Off by default: without it
+    /// librdkafka gathers none.
+    pub fn statistics(self, interval: Duration) -> Self {
+        let ms = interval.as_millis().max(1);
+        self.set("statistics.interval.ms", ms.to_string())
+    }
+
     /// How long [`KafkaCluster::wait_for_brokers`] keeps trying (default
     /// [`DEFAULT_BROKER_TIMEOUT`]).
     pub fn broker_timeout(mut self, timeout: Duration) -> Self {

@@ -35,5 +35,21 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("partitioner", "murmur2_random"),
 ];
 
+/// What a writer counted so far; see `counters()` on
+/// [`KeyedWriter`] and [`PartitionWriter`]. Reading them costs a few atomic
+/// loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WriterCounters {
+    /// Records handed to librdkafka.
+    pub queued: u64,
+    /// Records the broker acknowledged.
+    pub delivered: u64,
+    /// Records whose delivery failed (each is also returned by a flush).
+    pub failed: u64,
+    /// Records queued whose delivery report has not come in.
+    pub in_flight: u64,
+}
+
 /// How long `flush` waits by default.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(60);

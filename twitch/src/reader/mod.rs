@@ -13,7 +13,8 @@ mod group;
 mod partition;
 
 pub use group::{
-    Ack, GroupEvent, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, RebalanceListener, Step,
+    Ack, GroupEvent, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, ReaderCounters, ReaderMonitor, RebalanceListener,
+    Step,
 };
 pub use partition::{PartitionReader, PartitionReaderBuilder};
 
@@ -32,6 +33,10 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // slowly than they arrive, once its prefetch queue fills.
     ("fetch.queue.backoff.ms", "10"),
 ];
+
+/// The longest a broker holds a fetch back for want of records with
+/// [`GroupReaderBuilder::low_latency`] (`fetch.wait.max.ms`).
+pub const LOW_LATENCY_FETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Where a partition reader starts reading a partition (and where a
 /// [`RebalanceListener`] starts an assigned one).

@@ -17,17 +17,26 @@ use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, Result, TransientLog};
 use crate::record::{shared_topic, ConsumedRecord, RecordRef, TopicPartition};
 use crate::config::validate_topic_name;
+use crate::telemetry::{Report, Reporter, Statistics};
 
 /// Logs librdkafka's errors, except the end-of-partition events that
-/// `stop_at_end` asks for.
-struct ReaderContext;
+/// `stop_at_end` asks for, and passes statistics and errors on.
+#[derive(Default)]
+struct ReaderContext {
+    reporter: Reporter,
+}
 
 impl ClientContext for ReaderContext {
+    fn stats(&self, statistics: Statistics) {
+        self.reporter.statistics(statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PartitionEOF)) {
             debug!(reason, "end of partition");
         } else {
             tracing::error!(%error, reason, "librdkafka error");
+            self.reporter.error(format!("{error}: {reason}"));
         }
     }
 }
@@ -146,7 +155,7 @@ impl PartitionReaderBuilder {
             config.set("group.id", format!("twitch-partition-reader-{}", std::process::id()));
         }
         let consumer: StreamConsumer<ReaderContext> = config
-            .create_with_context(ReaderContext)
+            .create_with_context(ReaderContext::default())
             .map_err(|source| Error::ClientCreation { role: "consumer", source })?;
         consumer.assign(&tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
         debug!(partitions = self.partitions.len(), "partition reader assigned");
@@ -306,6 +315,13 @@ impl PartitionReader {
     /// [`Error::Decode`] item carrying it, and the stream goes on.
     pub fn typed<T: DeserializeOwned + Send>(&mut self) -> BoxStream<'_, Result<Decoded<T>>> {
         futures::stream::unfold(self, |reader| async move { reader.next_typed().await.map(|r| (r, reader)) }).boxed()
+    }
+
+    /// This reader's librdkafka statistics (when the cluster was built with
+    /// [`statistics`](crate::warden::KafkaClusterBuilder::statistics)) and
+    /// errors; see [`telemetry`](crate::telemetry).
+    pub fn telemetry(&self) -> tokio::sync::watch::Receiver<Report> {
+        self.consumer.context().reporter.subscribe()
     }
 
     /// Offset of the next record to be read in `tp`, once one was read.

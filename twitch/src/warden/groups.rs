@@ -49,6 +49,19 @@ pub struct PartitionLag {
     pub lag: i64,
 }
 
+impl PartitionLag {
+    /// The lag of `partition`, whose committed offset is in `committed`
+    /// (counted from the low watermark when there is none).
+    pub(crate) fn of(partition: TopicPartition, committed: &TopicPartitionList, low: i64, high: i64) -> Self {
+        let offset = committed.find_partition(&partition.topic, partition.partition).and_then(|e| match e.offset() {
+            RdOffset::Offset(o) => Some(o),
+            _ => None,
+        });
+        let from = offset.unwrap_or(low).max(low);
+        PartitionLag { partition, committed: offset, low_watermark: low, high_watermark: high, lag: (high - from).max(0) }
+    }
+}
+
 /// Decodes a member's assignment in Kafka's consumer protocol
 /// (`ConsumerProtocolAssignment`: version, then topics with partitions).
 /// Returns `None` for bytes that are not such an assignment.
@@ -166,20 +179,7 @@ impl KafkaCluster {
         Ok(info
             .partitions
             .iter()
-            .map(|p| {
-                let offset = committed.find_partition(&topic, p.id).and_then(|e| match e.offset() {
-                    RdOffset::Offset(o) => Some(o),
-                    _ => None,
-                });
-                let from = offset.unwrap_or(p.low_watermark).max(p.low_watermark);
-                PartitionLag {
-                    partition: TopicPartition::new(topic.clone(), p.id),
-                    committed: offset,
-                    low_watermark: p.low_watermark,
-                    high_watermark: p.high_watermark,
-                    lag: (p.high_watermark - from).max(0),
-                }
-            })
+            .map(|p| PartitionLag::of(TopicPartition::new(topic.clone(), p.id), &committed, p.low_watermark, p.high_watermark))
             .collect())
     }
 

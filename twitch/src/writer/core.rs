@@ -19,6 +19,7 @@ use crate::config::ClientSettings;
 use crate::error::{DeliveryFailure, Error, Result};
 use crate::record::{headers_size, rd_headers, Header, Offset, Record};
 use crate::rt::block_here;
+use crate::telemetry::{Reporter, Statistics};
 
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
@@ -39,6 +40,10 @@ pub(super) struct DeliveryTracker {
     /// Wakes blocking waiters (the synchronous `flush`).
     lock: Mutex<()>,
     reports: Condvar,
+    /// Delivery reports that were failures.
+    failed: AtomicU64,
+    /// Statistics and errors, for `telemetry()`.
+    pub(super) reporter: Reporter,
 }
 
 impl DeliveryTracker {
@@ -47,7 +52,16 @@ impl DeliveryTracker {
     }
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn stats(&self, statistics: Statistics) {
+        self.reporter.statistics(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        error!(%error, reason, "librdkafka error");
+        self.reporter.error(format!("{error}: {reason}"));
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
@@ -59,6 +73,7 @@ impl ProducerContext for DeliveryTracker {
                 self.last_offset.fetch_max(msg.offset(), Ordering::Relaxed);
             }
             Err((err, msg)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
                 let purged = matches!(
                     err.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
@@ -183,9 +198,34 @@ impl WriterCore {
         self.tracker().delivered.load(Ordering::Relaxed)
     }
 
+    /// Delivery reports that were failures so far.
+    pub(super) fn failed(&self) -> u64 {
+        self.tracker().failed.load(Ordering::Relaxed)
+    }
+
+    /// Records handed to librdkafka so far.
+    pub(super) fn queued(&self) -> u64 {
+        self.queued
+    }
+
     /// Records handed to librdkafka whose delivery report has not come in.
     pub(super) fn in_flight(&self) -> u64 {
         self.queued.saturating_sub(self.tracker().reported())
+    }
+
+    /// What this writer counted so far.
+    pub(super) fn counters(&self) -> super::WriterCounters {
+        super::WriterCounters {
+            queued: self.queued(),
+            delivered: self.delivered(),
+            failed: self.failed(),
+            in_flight: self.in_flight(),
+        }
+    }
+
+    /// This producer's statistics and errors.
+    pub(super) fn telemetry(&self) -> tokio::sync::watch::Receiver<crate::telemetry::Report> {
+        self.tracker().reporter.subscribe()
     }
 
     /// The highest offset the broker acknowledged so far, on any partition.

@@ -116,6 +116,18 @@ impl PartitionWriter {
         self.core.in_flight()
     }
 
+    /// Records queued, delivered, failed and in flight so far.
+    pub fn counters(&self) -> super::WriterCounters {
+        self.core.counters()
+    }
+
+    /// This writer's librdkafka statistics (when the cluster was built with
+    /// [`statistics`](crate::warden::KafkaClusterBuilder::statistics)) and
+    /// errors; see [`telemetry`](crate::telemetry).
+    pub fn telemetry(&self) -> tokio::sync::watch::Receiver<crate::telemetry::Report> {
+        self.core.telemetry()
+    }
+
     /// Takes the delivery failures reported since the last flush, without
     /// waiting.
     pub fn take_failures(&mut self) -> Vec<DeliveryFailure> {

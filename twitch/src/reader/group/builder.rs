@@ -188,6 +188,26 @@ impl GroupReaderBuilder {
         self.read_committed(true)
     }
 
+    /// librdkafka statistics every `interval`, to read with
+    /// [`GroupReader::telemetry`] or [`GroupReader::monitor`] (see
+    /// [`telemetry`](crate::telemetry)). Off by default: without it
+    /// librdkafka gathers none.
+    pub fn statistics(self, interval: Duration) -> Self {
+        let ms = interval.as_millis().max(1);
+        self.set("statistics.interval.ms", &ms.to_string())
+    }
+
+    /// Low latency for a trickle of records (a live page, a monitor):
+    /// librdkafka answers a fetch as soon as one record is there or after
+    /// [`LOW_LATENCY_FETCH_WAIT`](crate::reader::LOW_LATENCY_FETCH_WAIT)
+    /// (`fetch.wait.max.ms`, 500 ms by default). At 1,000 records/s on the
+    /// embedded broker that takes the end-to-end p99 from about 255 ms to
+    /// under 20 ms; an idle reader then sends a fetch every 10 ms instead of
+    /// every 500 ms (see docs/observability.md for what it costs).
+    pub fn low_latency(self) -> Self {
+        self.set("fetch.wait.max.ms", &crate::reader::LOW_LATENCY_FETCH_WAIT.as_millis().to_string())
+    }
+
     /// Any librdkafka consumer setting. `enable.auto.commit` cannot be turned
     /// on: twitch commits only processed records.
     pub fn set(mut self, key: &str, value: &str) -> Self {

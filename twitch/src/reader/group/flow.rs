@@ -62,14 +62,22 @@ impl Cursor {
     }
 }
 
-/// Commits `offsets` and waits for the broker, on a blocking thread.
+/// Commits `offsets` and waits for the broker, on a blocking thread (after
+/// the periodic commit in flight, if any, so that offsets never go back).
 pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
     let tpl = commit_list(&offsets).map_err(|source| Error::Commit { source })?;
+    let log = &consumer.context().commit_log;
+    let waited = Instant::now();
+    while log.in_flight() && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let member = Arc::clone(consumer);
-    tokio::task::spawn_blocking(move || member.commit(&tpl, CommitMode::Sync))
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || member.commit(&tpl, CommitMode::Sync))
         .await
-        .map_err(|e| Error::Task(e.to_string()))?
-        .map_err(|source| Error::Commit { source })?;
+        .map_err(|e| Error::Task(e.to_string()))?;
+    log.finished(started, result.is_ok());
+    result.map_err(|source| Error::Commit { source })?;
     consumer.context().tracker.committed(&offsets);
     Ok(())
 }
@@ -85,7 +93,7 @@ impl Flow {
     }
 
     /// Commits when due and pauses or resumes partitions for backpressure.
-    pub(super) fn commit_and_pace(&mut self, consumer: &GroupConsumer) -> Result<()> {
+    pub(super) fn commit_and_pace(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
         if consumer.context().commits && self.last_commit.elapsed() >= self.commit_every {
             self.commit_in_background(consumer);
         }
@@ -170,17 +178,37 @@ impl Flow {
         self.full |= tracked.handed_out(offset) >= self.max_pending;
     }
 
-    /// Sends the processed offsets to the broker without waiting.
-    fn commit_in_background(&mut self, consumer: &GroupConsumer) {
+    /// Sends the processed offsets to the broker without waiting for it:
+    /// on a blocking thread, where the result and its round trip are
+    /// counted (librdkafka reports an asynchronous commit's result to
+    /// nobody). One at a time: while one is in flight, the next waits.
+    fn commit_in_background(&mut self, consumer: &Arc<GroupConsumer>) {
         self.last_commit = Instant::now();
+        let log = &consumer.context().commit_log;
         let offsets = consumer.context().tracker.committable(None);
-        if offsets.is_empty() {
+        if offsets.is_empty() || !log.start() {
             return;
         }
-        match commit_list(&offsets).and_then(|tpl| consumer.commit(&tpl, CommitMode::Async)) {
-            Ok(()) => debug!(?offsets, "commit sent"),
-            Err(e) => warn!(error = %e, "periodic commit failed; will retry"),
-        }
+        let tpl = match commit_list(&offsets) {
+            Ok(tpl) => tpl,
+            Err(e) => {
+                log.finished(self.last_commit, false);
+                return warn!(error = %e, "periodic commit failed; will retry");
+            }
+        };
+        let (member, started) = (Arc::clone(consumer), self.last_commit);
+        tokio::task::spawn_blocking(move || {
+            let result = member.commit(&tpl, CommitMode::Sync);
+            let context = member.context();
+            context.commit_log.finished(started, result.is_ok());
+            match result {
+                Ok(()) => {
+                    context.tracker.committed(&offsets);
+                    debug!(?offsets, "committed");
+                }
+                Err(e) => warn!(error = %e, "periodic commit failed; will retry"),
+            }
+        });
     }
 
     /// Pauses partitions with too many unprocessed records and resumes

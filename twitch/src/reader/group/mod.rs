@@ -17,6 +17,7 @@
 mod ack;
 mod builder;
 mod flow;
+mod monitor;
 mod offsets;
 mod rebalance;
 mod typed;
@@ -31,6 +32,7 @@ use tracing::info;
 
 pub use ack::Ack;
 pub use builder::{GroupReaderBuilder, GroupStart};
+pub use monitor::{ReaderCounters, ReaderMonitor};
 pub use rebalance::{GroupEvent, ListenerError, RebalanceListener};
 pub use typed::OnDecodeError;
 

@@ -10,8 +10,9 @@
 //! carried out inside the callback, as nobody reads any more.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use rdkafka::client::ClientContext;
@@ -25,6 +26,7 @@ use tracing::{info, warn};
 use super::offsets::OffsetTracker;
 use crate::reader::StartAt;
 use crate::record::TopicPartition;
+use crate::telemetry::{Reporter, Statistics};
 
 /// A change of this member's partitions, as reported by
 /// [`GroupReader::events`](super::GroupReader::events).
@@ -112,6 +114,42 @@ pub(super) struct GroupContext {
     /// Set when the consumer is being closed: rebalances are then carried
     /// out in the callback.
     closing: AtomicBool,
+    /// Commits made and failed, and how long they took.
+    pub(super) commit_log: CommitLog,
+    /// Statistics and errors, for `telemetry()`.
+    pub(super) reporter: Reporter,
+}
+
+/// Commits counted as their results come in.
+#[derive(Debug, Default)]
+pub(super) struct CommitLog {
+    pub(super) done: AtomicU64,
+    pub(super) failed: AtomicU64,
+    /// A periodic commit is in flight.
+    busy: AtomicBool,
+    /// The last commit's round trip, in microseconds.
+    pub(super) last_micros: AtomicU64,
+}
+
+impl CommitLog {
+    /// Starts a periodic commit; false while one is in flight.
+    pub(super) fn start(&self) -> bool {
+        !self.busy.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether a periodic commit is in flight.
+    pub(super) fn in_flight(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// A commit sent at `started` came back.
+    pub(super) fn finished(&self, started: Instant, ok: bool) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_micros.store(micros, Ordering::Relaxed);
+        let counter = if ok { &self.done } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.busy.store(false, Ordering::SeqCst);
+    }
 }
 
 pub(super) fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
@@ -150,6 +188,8 @@ impl GroupContext {
             pending: Mutex::new(VecDeque::new()),
             rebalanced: Notify::new(),
             closing: AtomicBool::new(false),
+            commit_log: CommitLog::default(),
+            reporter: Reporter::default(),
         }
     }
 
@@ -233,7 +273,16 @@ pub(super) fn assign<C: Consumer<X>, X: ConsumerContext>(consumer: &C, tpl: &Top
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        self.reporter.statistics(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(%error, reason, "librdkafka error");
+        self.reporter.error(format!("{error}: {reason}"));
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
