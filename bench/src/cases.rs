@@ -23,7 +23,7 @@ const IDLE: Duration = Duration::from_secs(30);
 const FLUSH: Duration = Duration::from_secs(120);
 
 /// Who runs a case. twitch is the side every other is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// Plain rdkafka with twitch's settings ([`crate::raw`]).
     Raw,
