@@ -1,4 +1,5 @@
-//! The benchmark cases, each written twice: raw rdkafka and twitch.
+//! The benchmark cases, each written for raw rdkafka and twitch, and where
+//! the peer has the same workload, for rskafka ([`crate::peer`]).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use twitch::reader::Step;
 use twitch::{Format, KafkaCluster, Record, TopicPartition};
 
+use crate::peer;
 use crate::raw::{self, RawProducer};
 use crate::stats::{now_ns, CpuPerRecord, Latency, Meter, Span};
 use crate::target::Target;
@@ -20,17 +22,29 @@ const IDLE: Duration = Duration::from_secs(30);
 /// Flush timeout for both sides.
 const FLUSH: Duration = Duration::from_secs(120);
 
+/// Who runs a case. twitch is the side every other is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// Plain rdkafka with twitch's settings ([`crate::raw`]).
     Raw,
+    /// twitch with its defaults (idempotent writers).
     Twitch,
+    /// twitch's writers with `enable.idempotence=false` (write cases only):
+    /// what idempotence costs.
+    TwitchNoIdem,
+    /// rskafka, another Rust client ([`crate::peer`]; writes and reads).
+    Rskafka,
 }
 
 impl Side {
+    pub const ALL: [Side; 4] = [Side::Raw, Side::Twitch, Side::TwitchNoIdem, Side::Rskafka];
+
     pub fn name(self) -> &'static str {
         match self {
             Side::Raw => "raw",
             Side::Twitch => "twitch",
+            Side::TwitchNoIdem => "twitch-noidem",
+            Side::Rskafka => "rskafka",
         }
     }
 }
@@ -101,6 +115,18 @@ impl Case {
 
     pub fn is_latency(&self) -> bool {
         matches!(self.kind, Kind::Latency { .. })
+    }
+
+    /// The sides that run this case: raw and twitch always; the
+    /// non-idempotent twitch writer in the write cases; rskafka in the write
+    /// and read cases (it has no typed layer to compare, and no linger for
+    /// the latency cases).
+    pub fn sides(&self) -> Vec<Side> {
+        match self.kind {
+            Kind::PartitionProduce { .. } | Kind::KeyedProduce => Side::ALL.to_vec(),
+            Kind::GroupRead(_) | Kind::PartitionRead { .. } => vec![Side::Raw, Side::Twitch, Side::Rskafka],
+            Kind::Typed { .. } | Kind::Latency { .. } => vec![Side::Raw, Side::Twitch],
+        }
     }
 }
 
@@ -284,12 +310,24 @@ impl Sample {
     }
 }
 
-/// Settings applied on top of twitch's defaults, to both sides alike
-/// (`--producer-set`, `--consumer-set`, the sweep).
+/// Settings applied on top of twitch's defaults, to raw and twitch alike
+/// (`--producer-set`, `--consumer-set`, the sweep), and rskafka's records
+/// per produce call (`--rskafka-batch`; 0: [`peer::DEFAULT_BATCH`]).
 #[derive(Debug, Clone, Default)]
 pub struct Tuning {
     pub producer: Vec<(String, String)>,
     pub consumer: Vec<(String, String)>,
+    pub rskafka_batch: usize,
+}
+
+impl Tuning {
+    fn rskafka_batch(&self) -> usize {
+        if self.rskafka_batch == 0 {
+            peer::DEFAULT_BATCH
+        } else {
+            self.rskafka_batch
+        }
+    }
 }
 
 /// Runs one case for one side, each pass on a fresh topic.
@@ -305,18 +343,30 @@ pub async fn run(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> R
 }
 
 async fn run_pass(target: &Target, case: &Case, side: Side, tuning: &Tuning) -> Result<Sample> {
+    if !case.sides().contains(&side) {
+        bail!("case {} has no {} side", case.name, side.name());
+    }
     let topic = target.fresh_topic(case.name, side.name(), case.partitions).await?;
-    let ctx = Ctx { brokers: target.brokers().to_owned(), topic: topic.clone(), broker_pid: target.broker_pid(), tuning: tuning.clone() };
+    let mut tuning = tuning.clone();
+    if side == Side::TwitchNoIdem {
+        tuning.producer.push(("enable.idempotence".to_owned(), "false".to_owned()));
+    }
+    let ctx = Ctx { brokers: target.brokers().to_owned(), topic: topic.clone(), broker_pid: target.broker_pid(), tuning };
+    // From here the non-idempotent twitch side is twitch with one more
+    // setting; `case.sides()` keeps it to the write cases.
+    let side = if side == Side::TwitchNoIdem { Side::Twitch } else { side };
     let res = match (case.kind, side) {
+        (Kind::PartitionProduce { .. } | Kind::KeyedProduce, Side::Rskafka) => rskafka_produce(&ctx, case).await,
+        (Kind::GroupRead(_) | Kind::PartitionRead { .. }, Side::Rskafka) => rskafka_read(&ctx, case).await,
         (Kind::PartitionProduce { .. } | Kind::KeyedProduce, Side::Raw) => raw_produce(&ctx, case).await,
-        (Kind::PartitionProduce { blocking, fresh }, Side::Twitch) => twitch_partition_produce(&ctx, case, blocking, fresh).await,
-        (Kind::KeyedProduce, Side::Twitch) => twitch_keyed_produce(&ctx, case).await,
+        (Kind::PartitionProduce { blocking, fresh }, _) => twitch_partition_produce(&ctx, case, blocking, fresh).await,
+        (Kind::KeyedProduce, _) => twitch_keyed_produce(&ctx, case).await,
         (Kind::GroupRead(how), _) => group_read(&ctx, case, side, how).await,
         (Kind::PartitionRead { owned }, _) => partition_read(&ctx, case, side, owned).await,
         (Kind::Typed { format, headers }, Side::Raw) => raw_typed(&ctx, case, format, headers).await,
-        (Kind::Typed { format, headers }, Side::Twitch) => twitch_typed(&ctx, case, format, headers).await,
+        (Kind::Typed { format, headers }, _) => twitch_typed(&ctx, case, format, headers).await,
         (Kind::Latency { rate, fetch_wait_ms }, Side::Raw) => raw_latency(&ctx, case, rate, fetch_wait_ms).await,
-        (Kind::Latency { rate, fetch_wait_ms }, Side::Twitch) => twitch_latency(&ctx, case, rate, fetch_wait_ms).await,
+        (Kind::Latency { rate, fetch_wait_ms }, _) => twitch_latency(&ctx, case, rate, fetch_wait_ms).await,
     };
     target.drop_topic(&topic).await;
     res.with_context(|| format!("case {} ({}) on {}", case.name, side.name(), target.name()))
@@ -467,6 +517,36 @@ async fn twitch_keyed_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
     Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: None })
 }
 
+/// rskafka's side of the write cases: the records each case's twitch side
+/// writes (a new `Vec` per record, as rskafka takes values by value; keyed
+/// records carry their key), sent as [`peer::Writer`] batches.
+async fn rskafka_produce(ctx: &Ctx, case: &Case) -> Result<Sample> {
+    let parts = peer::partitions(&ctx.brokers, &ctx.topic, case.partitions).await?;
+    let keyed = case.kind == Kind::KeyedProduce;
+    let keys = keys();
+    let mut buf = payload(case.size);
+    stamp(&mut buf, WARMUP_SEQ, 0);
+    let mut warm = peer::Writer::new(&parts, 1);
+    warm.push(0, peer::record(None, buf.clone())).await?;
+    warm.finish().await?;
+
+    let meter = ctx.meter();
+    let mut writer = peer::Writer::new(&parts, ctx.tuning.rskafka_batch());
+    for i in 0..case.count {
+        stamp(&mut buf, i, 0);
+        let (partition, key) = if keyed {
+            let key = &keys[(i % 1024) as usize];
+            (peer::partition_of(key, parts.len()), Some(key.clone()))
+        } else {
+            (0, None)
+        };
+        writer.push(partition, peer::record(key, buf.clone())).await?;
+    }
+    writer.finish().await?;
+    let span = meter.stop();
+    Ok(Sample { records: case.count, bytes: case.count * case.size as u64, span, latency: None })
+}
+
 // ---------------------------------------------------------------------------
 // Consuming
 
@@ -510,7 +590,7 @@ async fn group_read(ctx: &Ctx, case: &Case, side: Side, how: GroupReading) -> Re
             tokio::task::spawn_blocking(move || drop(consumer)).await?;
             out
         }
-        Side::Twitch => {
+        _ => {
             let mut reader = ctx.reader_cluster()?.group_reader(&group).topic(&ctx.topic).build()?;
             let mut bytes = 0;
             let mut meter = None;
@@ -554,7 +634,7 @@ async fn partition_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Resu
             let consumer = raw::partition_consumer(&ctx.brokers, &ctx.topic, &[0], &ctx.tuning.consumer)?;
             raw_read(ctx, &consumer, case.count, if owned { RawRead::Owned } else { RawRead::InPlace }, |_| Ok(())).await?
         }
-        Side::Twitch => {
+        _ => {
             let mut reader = ctx.reader_cluster()?.partition_reader().partition(TopicPartition::new(ctx.topic.as_str(), 0)).build()?;
             let mut bytes = 0;
             let mut meter = None;
@@ -570,6 +650,26 @@ async fn partition_read(ctx: &Ctx, case: &Case, side: Side, owned: bool) -> Resu
         }
     };
     Ok(Sample { records: out.records, bytes: out.bytes, span: out.span, latency: None })
+}
+
+/// rskafka's side of the read cases, group and partition alike (rskafka has
+/// no consumer groups): every partition's stream, merged; its records are
+/// always owned. The clock starts when the streams are made, once the
+/// connection is up, not at the first record as on the other sides: an
+/// rskafka stream hands out its first record only after fetching and
+/// decoding a whole fetch, up to 50 MB (most of a case's records), where
+/// librdkafka's first fetch is 1 MB a partition.
+async fn rskafka_read(ctx: &Ctx, case: &Case) -> Result<Sample> {
+    prefill(ctx, case).await?;
+    let parts = peer::partitions(&ctx.brokers, &ctx.topic, case.partitions).await?;
+    let meter = ctx.meter();
+    let mut reader = peer::reader(&parts);
+    let mut bytes = 0;
+    for _ in 0..case.count {
+        let (record, _high_watermark) = next_within(reader.next()).await??;
+        bytes += peer::value_len(&record);
+    }
+    Ok(Sample { records: case.count, bytes, span: meter.stop(), latency: None })
 }
 
 /// How [`raw_read`] takes each message.

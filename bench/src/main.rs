@@ -1,4 +1,5 @@
-//! twitch-bench: twitch against raw rdkafka, same broker, same run.
+//! twitch-bench: twitch against raw rdkafka and rskafka, same broker, same
+//! run.
 //!
 //! ```text
 //! cargo run --release -p twitch-bench -- --brokers 127.0.0.1:19292
@@ -7,6 +8,7 @@
 //! ```
 
 mod cases;
+mod peer;
 mod raw;
 mod report;
 mod stats;
@@ -32,13 +34,32 @@ enum TargetArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SideArg {
+    /// Plain rdkafka with twitch's settings.
     Raw,
+    /// twitch with its defaults.
     Twitch,
-    Both,
+    /// twitch's writers with enable.idempotence=false (write cases).
+    TwitchNoidem,
+    /// rskafka (write and read cases).
+    Rskafka,
+    /// Every side a case has.
+    All,
 }
 
-/// Benchmarks twitch against raw rdkafka with identical client settings, on
-/// the same broker, in the same run.
+impl SideArg {
+    fn picks(self, side: Side) -> bool {
+        match self {
+            SideArg::Raw => side == Side::Raw,
+            SideArg::Twitch => side == Side::Twitch,
+            SideArg::TwitchNoidem => side == Side::TwitchNoIdem,
+            SideArg::Rskafka => side == Side::Rskafka,
+            SideArg::All => true,
+        }
+    }
+}
+
+/// Benchmarks twitch against raw rdkafka with identical client settings, and
+/// against rskafka, on the same broker, in the same run.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
@@ -50,7 +71,7 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
-    /// Rounds per case and side (raw and twitch alternate).
+    /// Rounds per case and side (the sides take turns to go first).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
 
@@ -69,9 +90,15 @@ struct Cli {
     #[arg(long)]
     records: Option<u64>,
 
-    /// Run only one side (for profiling one client); ratios then show NaN.
-    #[arg(long, value_enum, default_value_t = SideArg::Both)]
-    side: SideArg,
+    /// Run only these sides (comma-separated; for profiling one client, or
+    /// a shorter run); ratios against a side left out are not shown, and
+    /// without twitch they show NaN.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    side: Vec<SideArg>,
+
+    /// rskafka's records per produce call.
+    #[arg(long, default_value_t = peer::DEFAULT_BATCH)]
+    rskafka_batch: usize,
 
     /// Pid of the broker process, to report its CPU use (found from
     /// scripts/broker.sh's pid file when not given).
@@ -108,7 +135,8 @@ async fn main() -> Result<()> {
         bail!("no case matches --cases {:?}", cli.cases);
     }
 
-    let tuning = Tuning { producer: cli.producer_set.clone(), consumer: cli.consumer_set.clone() };
+    let tuning =
+        Tuning { producer: cli.producer_set.clone(), consumer: cli.consumer_set.clone(), rskafka_batch: cli.rskafka_batch.max(1) };
     let mut machine = machine_summary();
     for (what, set) in [("producer", &tuning.producer), ("consumer", &tuning.consumer)] {
         if !set.is_empty() {
@@ -116,7 +144,8 @@ async fn main() -> Result<()> {
             machine.push_str(&format!("; extra {what} settings on both sides: {}", list.join(", ")));
         }
     }
-    let mut report = Report::new(machine, rounds, cli.quick);
+    let rskafka = format!("rskafka 0.6, batches of {} records per produce call, one in flight per partition", tuning.rskafka_batch);
+    let mut report = Report::new(machine, rskafka, rounds, cli.quick);
     let targets: &[TargetArg] = match cli.target {
         TargetArg::Both => &[TargetArg::Mock, TargetArg::Broker],
         TargetArg::Mock => &[TargetArg::Mock],
@@ -137,22 +166,16 @@ async fn main() -> Result<()> {
         }
         for case in &cases {
             let mut result = CaseResult::new(target.name(), case.clone());
+            let sides: Vec<Side> = case.sides().into_iter().filter(|s| cli.side.iter().any(|a| a.picks(*s))).collect();
             for round in 0..rounds {
-                // Alternate which side goes first, so neither always gets
-                // the warmer (or more fragmented) broker.
-                let order = if round % 2 == 0 { [Side::Raw, Side::Twitch] } else { [Side::Twitch, Side::Raw] };
+                // The sides take turns to go first, so none always gets the
+                // warmer (or more fragmented) broker.
+                let mut order = sides.clone();
+                order.rotate_left(round % sides.len().max(1));
                 for side in order {
-                    let wanted = match cli.side {
-                        SideArg::Both => true,
-                        SideArg::Raw => side == Side::Raw,
-                        SideArg::Twitch => side == Side::Twitch,
-                    };
-                    if !wanted {
-                        continue;
-                    }
                     let sample = cases::run(&target, case, side, &tuning).await?;
                     eprintln!(
-                        "   {:<15} {:<6} round {}: {:>10.0} rec/s {}{}",
+                        "   {:<15} {:<13} round {}: {:>10.0} rec/s {}{}",
                         case.name,
                         side.name(),
                         round + 1,

@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 use crate::cases::{Case, Sample, Side};
 use crate::stats::{max, median, median_ci95, min};
 
-/// Every round of one case on one target.
+/// Every round of one case on one target, per side.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
     pub target: &'static str,
     pub case: Case,
-    pub raw: Vec<Sample>,
-    pub twitch: Vec<Sample>,
+    /// The case's sides in [`Side::ALL`] order, each with its rounds.
+    samples: Vec<(Side, Vec<Sample>)>,
 }
 
 /// Medians (and extremes) over the rounds of one side.
@@ -36,14 +36,24 @@ struct Summary {
 
 impl CaseResult {
     pub fn new(target: &'static str, case: Case) -> Self {
-        CaseResult { target, case, raw: Vec::new(), twitch: Vec::new() }
+        let samples = case.sides().into_iter().map(|s| (s, Vec::new())).collect();
+        CaseResult { target, case, samples }
     }
 
     pub fn push(&mut self, side: Side, sample: Sample) {
-        match side {
-            Side::Raw => self.raw.push(sample),
-            Side::Twitch => self.twitch.push(sample),
+        if let Some((_, v)) = self.samples.iter_mut().find(|(s, _)| *s == side) {
+            v.push(sample);
         }
+    }
+
+    /// The rounds of `side` (none when the case has no such side).
+    fn of(&self, side: Side) -> &[Sample] {
+        self.samples.iter().find(|(s, _)| *s == side).map_or(&[], |(_, v)| v)
+    }
+
+    /// The sides twitch is compared with that ran at least once.
+    fn others(&self) -> impl Iterator<Item = Side> + '_ {
+        self.samples.iter().filter(|(s, v)| *s != Side::Twitch && !v.is_empty()).map(|(s, _)| *s)
     }
 
     fn summary(samples: &[Sample]) -> Summary {
@@ -77,61 +87,70 @@ impl CaseResult {
         }
     }
 
-    /// twitch/raw of the median throughput; for latency cases raw p99 /
-    /// twitch p99. Higher is better for twitch either way.
-    pub fn ratio(&self) -> f64 {
-        self.ratio_of(&self.raw, &self.twitch)
+    /// twitch/`other` of the median throughput; for latency cases other's
+    /// p99 / twitch's p99. Higher is better for twitch either way.
+    pub fn ratio(&self, other: Side) -> f64 {
+        self.ratio_of(self.of(other), self.of(Side::Twitch))
     }
 
     /// [`ratio`](Self::ratio) over these samples of each side.
-    fn ratio_of(&self, raw: &[Sample], twitch: &[Sample]) -> f64 {
-        let (r, t) = (Self::summary(raw), Self::summary(twitch));
+    fn ratio_of(&self, other: &[Sample], twitch: &[Sample]) -> f64 {
+        let (o, t) = (Self::summary(other), Self::summary(twitch));
         if self.case.is_latency() {
-            r.p99_ms / t.p99_ms
+            o.p99_ms / t.p99_ms
         } else {
-            t.rps_median / r.rps_median
+            t.rps_median / o.rps_median
         }
     }
 
-    /// The same ratio within each round (raw and twitch ran back to back).
-    fn round_ratios(&self) -> Vec<f64> {
-        self.raw
+    /// The same ratio within each round (the sides ran back to back).
+    fn round_ratios(&self, other: Side) -> Vec<f64> {
+        self.of(other)
             .iter()
-            .zip(&self.twitch)
-            .map(|(r, t)| self.ratio_of(std::slice::from_ref(r), std::slice::from_ref(t)))
+            .zip(self.of(Side::Twitch))
+            .map(|(o, t)| self.ratio_of(std::slice::from_ref(o), std::slice::from_ref(t)))
             .collect()
     }
 
     /// The rounds' own ratios, lowest and highest: how much of a difference
     /// is the machine's.
-    fn round_ratio_range(&self) -> Option<(f64, f64)> {
-        let ratios = self.round_ratios();
+    fn round_ratio_range(&self, other: Side) -> Option<(f64, f64)> {
+        let ratios = self.round_ratios(other);
         (ratios.len() > 1).then(|| (min(&ratios), max(&ratios)))
     }
 
     /// The median of the rounds' own ratios, and its 95 % confidence
     /// interval from six rounds on. Pairing each round's two sides cancels
     /// the machine's slow drifts, which the ratio of the medians does not.
-    fn paired(&self) -> Option<(f64, Option<(f64, f64)>)> {
-        let ratios = self.round_ratios();
+    fn paired(&self, other: Side) -> Option<(f64, Option<(f64, f64)>)> {
+        let ratios = self.round_ratios(other);
         (!ratios.is_empty()).then(|| (median(&ratios), median_ci95(&ratios)))
     }
 
-    /// The paired cell of the twitch row: [`paired`](Self::paired).
-    fn paired_cell(&self) -> String {
-        match self.paired() {
+    /// The paired cell of `other`'s row: [`paired`](Self::paired).
+    fn paired_cell(&self, other: Side) -> String {
+        match self.paired(other) {
             Some((m, Some((lo, hi)))) => format!("{m:.2} [{lo:.2}, {hi:.2}]"),
             Some((m, None)) => format!("{m:.2}"),
             None => String::new(),
         }
     }
 
-    /// The ratio cell of the twitch row: the ratio, and the range of the
+    /// The ratio cell of `other`'s row: the ratio, and the range of the
     /// rounds' own ratios when there are several rounds.
-    fn ratio_cell(&self) -> String {
-        match self.round_ratio_range() {
-            Some((lo, hi)) => format!("**{:.2}** ({lo:.2}..{hi:.2})", self.ratio()),
-            None => format!("**{:.2}**", self.ratio()),
+    fn ratio_cell(&self, other: Side) -> String {
+        match self.round_ratio_range(other) {
+            Some((lo, hi)) => format!("**{:.2}** ({lo:.2}..{hi:.2})", self.ratio(other)),
+            None => format!("**{:.2}**", self.ratio(other)),
+        }
+    }
+
+    /// The ratio and paired cells of a side's row: empty on twitch's own.
+    fn cells(&self, side: Side) -> (String, String) {
+        if side == Side::Twitch {
+            (String::new(), String::new())
+        } else {
+            (self.ratio_cell(side), self.paired_cell(side))
         }
     }
 }
@@ -178,14 +197,16 @@ fn limit(target: &str, s: &Summary, latency: bool, mock_rps: Option<f64>) -> Str
 
 pub struct Report {
     machine: String,
+    /// How the rskafka side ran (its batch size).
+    rskafka: String,
     rounds: usize,
     quick: bool,
     results: Vec<CaseResult>,
 }
 
 impl Report {
-    pub fn new(machine: String, rounds: usize, quick: bool) -> Self {
-        Report { machine, rounds, quick, results: Vec::new() }
+    pub fn new(machine: String, rskafka: String, rounds: usize, quick: bool) -> Self {
+        Report { machine, rskafka, rounds, quick, results: Vec::new() }
     }
 
     pub fn push(&mut self, r: CaseResult) {
@@ -193,26 +214,28 @@ impl Report {
     }
 
     fn mock_rps(&self, case: &str, side: Side) -> Option<f64> {
-        self.results.iter().find(|r| r.target == "mock" && r.case.name == case).map(|r| {
-            CaseResult::summary(match side {
-                Side::Raw => &r.raw,
-                Side::Twitch => &r.twitch,
-            })
-            .rps_median
-        })
+        self.results
+            .iter()
+            .find(|r| r.target == "mock" && r.case.name == case && !r.of(side).is_empty())
+            .map(|r| CaseResult::summary(r.of(side)).rps_median)
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "\n# twitch vs raw rdkafka");
+        let _ = writeln!(out, "\n# twitch vs raw rdkafka and rskafka");
         let _ = writeln!(
             out,
-            "setup: {}; {} round(s) per side, raw and twitch alternating, fresh topic each{}",
+            "setup: {}; {} round(s) per side, the sides taking turns to go first, fresh topic each{}",
             self.machine,
             self.rounds,
             if self.quick { "; --quick (tiny counts: numbers are not meaningful)" } else { "" }
         );
-        let _ = writeln!(out, "identical client settings: twitch::writer::PRODUCER_DEFAULTS / twitch::reader::CONSUMER_DEFAULTS");
+        let _ = writeln!(
+            out,
+            "raw and twitch: identical client settings, twitch::writer::PRODUCER_DEFAULTS / twitch::reader::CONSUMER_DEFAULTS; \
+             twitch-noidem: the same with enable.idempotence=false; rskafka: {}",
+            self.rskafka
+        );
         let mut targets: Vec<&str> = self.results.iter().map(|r| r.target).collect();
         targets.dedup();
         for target in &targets {
@@ -227,20 +250,32 @@ impl Report {
         }
         self.render_notes(&mut out, &targets);
         let primary = if targets.contains(&"broker") { "broker" } else { "mock" };
-        let _ = writeln!(out, "\n# twitch/raw ratios (target {primary}; higher is better; latency: raw_p99/twitch_p99)");
+        let _ = writeln!(
+            out,
+            "\n# ratios (target {primary}): twitch/raw, twitch/rskafka, twitch/twitch-noidem; higher is better for twitch; \
+             latency: other_p99/twitch_p99"
+        );
+        // `ratio <case> <twitch/raw>` (with a `mock-` prefix off the primary
+        // target), then `ratio-<side> <case> <twitch/side>` for the others.
         for r in self.results.iter().filter(|r| r.target != primary) {
-            let _ = writeln!(out, "{}-ratio {} {:.3}", r.target, r.case.name, r.ratio());
+            let _ = writeln!(out, "{}-ratio {} {:.3}", r.target, r.case.name, r.ratio(Side::Raw));
         }
         for r in self.results.iter().filter(|r| r.target == primary) {
-            let _ = writeln!(out, "ratio {} {:.3}", r.case.name, r.ratio());
+            for other in r.others() {
+                let _ = writeln!(out, "{} {} {:.3}", line_name("ratio", other), r.case.name, r.ratio(other));
+            }
         }
         // The paired medians, with their 95 % interval where there are
-        // rounds enough: `paired <case> <median> [<low> <high>]`.
+        // rounds enough: `paired <case> <median> [<low> <high>]`, likewise
+        // `paired-<side>`.
         for r in self.results.iter().filter(|r| r.target == primary) {
-            match r.paired() {
-                Some((m, Some((lo, hi)))) => _ = writeln!(out, "paired {} {m:.3} {lo:.3} {hi:.3}", r.case.name),
-                Some((m, None)) => _ = writeln!(out, "paired {} {m:.3}", r.case.name),
-                None => {}
+            for other in r.others() {
+                let name = line_name("paired", other);
+                match r.paired(other) {
+                    Some((m, Some((lo, hi)))) => _ = writeln!(out, "{name} {} {m:.3} {lo:.3} {hi:.3}", r.case.name),
+                    Some((m, None)) => _ = writeln!(out, "{name} {} {m:.3}", r.case.name),
+                    None => {}
+                }
             }
         }
         out
@@ -253,20 +288,20 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch/raw (each round's) | paired [95% CI] | client CPU µs/record: app + librdkafka | limit (median CPU use) |"
+            "| case | side | records x size | rec/s median | rec/s min | MB/s median | twitch ÷ this side (each round's) | paired [95% CI] | client CPU µs/record: app + librdkafka | limit (median CPU use) |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in rows {
             let size = if r.case.size == 0 {
-                let bytes = r.raw.first().map_or(0, |s| s.bytes / s.records.max(1));
+                let bytes = r.of(Side::Raw).first().map_or(0, |s| s.bytes / s.records.max(1));
                 format!("~{bytes} B")
             } else {
                 human_bytes(r.case.size)
             };
-            for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
+            for (side, samples) in r.samples.iter().filter(|(_, v)| !v.is_empty()) {
+                let side = *side;
                 let s = CaseResult::summary(samples);
-                let (ratio, paired) =
-                    if side == Side::Twitch { (r.ratio_cell(), r.paired_cell()) } else { (String::new(), String::new()) };
+                let (ratio, paired) = r.cells(side);
                 let cpu = match (s.app_us, s.rdkafka_us) {
                     (Some(app), Some(rdkafka)) => format!("{app:.3} + {rdkafka:.3}"),
                     _ => "-".to_owned(),
@@ -309,13 +344,14 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "| case | side | records | p50 ms | p99 ms (min..max of rounds) | max ms | raw_p99/twitch_p99 (each round's; higher = twitch better) | limit |"
+            "| case | side | records | p50 ms | p99 ms (min..max of rounds) | max ms | this side's p99 ÷ twitch's (each round's; higher = twitch better) | limit |"
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
         for r in rows {
-            for (side, samples) in [(Side::Raw, &r.raw), (Side::Twitch, &r.twitch)] {
+            for (side, samples) in r.samples.iter().filter(|(_, v)| !v.is_empty()) {
+                let side = *side;
                 let s = CaseResult::summary(samples);
-                let ratio = if side == Side::Twitch { r.ratio_cell() } else { String::new() };
+                let (ratio, _) = r.cells(side);
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {:.2} | {:.2} ({:.2}..{:.2}) | {:.2} | {} | {} |",
@@ -356,7 +392,7 @@ impl Report {
                 let mut lines = Vec::new();
                 for r in self.results.iter().filter(|r| r.target == "broker" && !r.case.is_latency()) {
                     if let Some(m) = self.mock_rps(r.case.name, Side::Raw) {
-                        let b = CaseResult::summary(&r.raw).rps_median;
+                        let b = CaseResult::summary(r.of(Side::Raw)).rps_median;
                         lines.push(format!("{} {:.0}%", r.case.name, 100.0 * b / m));
                     }
                 }
@@ -370,6 +406,16 @@ impl Report {
                 }
             }
         }
+    }
+}
+
+/// The name of a ratio line against `other`: `ratio` against raw (as
+/// before the peer column), `ratio-rskafka` and the like for the others.
+fn line_name(what: &str, other: Side) -> String {
+    if other == Side::Raw {
+        what.to_owned()
+    } else {
+        format!("{what}-{}", other.name())
     }
 }
 
@@ -423,18 +469,24 @@ mod tests {
             r.push(Side::Raw, sample(raw));
             r.push(Side::Twitch, sample(twitch));
         }
-        assert_eq!(r.round_ratio_range(), Some((0.5, 2.0)));
+        assert_eq!(r.round_ratio_range(Side::Raw), Some((0.5, 2.0)));
         // Medians: raw 10,000 rec/s, twitch 12,500.
-        assert_eq!(r.ratio_cell(), "**1.25** (0.50..2.00)");
-        assert_eq!(r.paired_cell(), "1.00", "the rounds' own ratios 2, 0.5 and 1; too few rounds for an interval");
+        assert_eq!(r.ratio_cell(Side::Raw), "**1.25** (0.50..2.00)");
+        assert_eq!(r.paired_cell(Side::Raw), "1.00", "the rounds' own ratios 2, 0.5 and 1; too few rounds for an interval");
         // Three more rounds (ratios 1.25, 1.25, 0.8): from six on, an interval.
         for (raw, twitch) in [(100, 80), (100, 80), (80, 100)] {
             r.push(Side::Raw, sample(raw));
             r.push(Side::Twitch, sample(twitch));
         }
-        assert_eq!(r.paired_cell(), "1.12 [0.50, 2.00]");
-        r.raw.truncate(1);
-        r.twitch.truncate(1);
-        assert_eq!(r.ratio_cell(), "**2.00**", "one round has no range");
+        assert_eq!(r.paired_cell(Side::Raw), "1.12 [0.50, 2.00]");
+        for (_, v) in &mut r.samples {
+            v.truncate(1);
+        }
+        assert_eq!(r.ratio_cell(Side::Raw), "**2.00**", "one round has no range");
+        assert_eq!(r.others().collect::<Vec<_>>(), [Side::Raw], "sides that never ran have no ratio");
+        r.push(Side::Rskafka, sample(200));
+        assert_eq!(r.ratio_cell(Side::Rskafka), "**4.00**");
+        assert_eq!(line_name("paired", Side::Rskafka), "paired-rskafka");
+        assert_eq!(line_name("ratio", Side::Raw), "ratio");
     }
 }

@@ -1,6 +1,7 @@
 //! Runs the benchmark binary against librdkafka's in-process mock cluster
 //! (no broker needed) and checks that every case reports a ratio and a
-//! paired ratio.
+//! paired ratio, against raw rdkafka and, where the case has them, against
+//! rskafka and the non-idempotent twitch writer.
 
 use std::process::Command;
 use std::time::Instant;
@@ -57,6 +58,17 @@ fn quick_mock_run_reports_a_ratio_for_every_case() {
             "bad paired line `{line}`"
         );
     }
+    // The peer and the non-idempotent writer: writes have both, reads
+    // rskafka alone, typed and latency cases neither.
+    let writes = ["seed", "seed-async", "keyed", "large"];
+    let reads = ["group-read", "group-read-owned", "group-read-each", "partition-read", "partition-read-owned"];
+    let cases_with = |prefix: &str| -> Vec<&str> {
+        stdout.lines().filter(|l| l.starts_with(&format!("{prefix} "))).filter_map(|l| l.split_whitespace().nth(1)).collect()
+    };
+    let peer: Vec<&str> = writes.iter().chain(&reads).copied().collect();
+    assert_eq!(cases_with("ratio-rskafka"), peer, "{stdout}");
+    assert_eq!(cases_with("paired-rskafka"), peer, "{stdout}");
+    assert_eq!(cases_with("ratio-twitch-noidem"), writes, "{stdout}");
     assert!(stdout.contains("| case | side |"), "no table in:\n{stdout}");
     eprintln!("smoke run took {:?}", started.elapsed());
 }
