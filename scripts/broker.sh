@@ -34,16 +34,8 @@ INSTALL_ROOT=$CACHE/nisshi-$NISSHI_VERSION
 NISSHI=${NISSHI_BIN:-$INSTALL_ROOT/bin/nisshi}
 TOOLCHAIN=${NISSHI_TOOLCHAIN:-nightly}
 
-log() { printf 'broker.sh: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
-    exit 2
-}
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh" # log, die, usage
 
 # Milliseconds since the epoch (GNU date), or whole seconds * 1000 where %N is not supported.
 now_ms() {

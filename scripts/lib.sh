@@ -1,6 +1,19 @@
 # shellcheck shell=bash
-# Shared by scripts/test.sh, demo.sh, live.sh and instructions.sh; sourced, not run.
+# Shared by the scripts in scripts/; sourced, not run.
 # They cd to the repository's root first.
+
+# A script's own messages on stderr, prefixed with its name; die exits 1.
+log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Prints the script's header comment (from line 2 to `set -euo`) as its usage and exits 2.
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+    exit 2
+}
 
 # Prints a progress line with the seconds since the script started.
 step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }

@@ -25,21 +25,11 @@ set -euo pipefail
 readonly HOST=127.0.0.1
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=lib.sh
-source "$REPO/scripts/lib.sh" # port_in_use
+source "$REPO/scripts/lib.sh" # port_in_use, log, die, usage
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_OS_USER=${PG_OS_USER:-postgres}
 STATE=${TWITCH_STATE:-$REPO/target}/postgres
 
-log() { printf 'postgres.sh: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
-    exit 2
-}
 
 PORT=15432
 TIMEOUT=
