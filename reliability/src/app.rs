@@ -82,6 +82,21 @@ impl Finished {
         Ok(())
     }
 
+    /// Checks a `temp_gen` that ran to its `--count`: it exited 0 and its
+    /// summary says it produced all `readings`.
+    pub fn producer_summary(&self, readings: u64) -> Result<temps::ProducerSummary> {
+        anyhow::ensure!(self.status.success(), "{} failed ({}):\n{}", self.name, self.status, self.stderr_tail(15));
+        let summary: temps::ProducerSummary =
+            self.last_line().unwrap_or_default().parse().with_context(|| format!("{}'s summary", self.name))?;
+        anyhow::ensure!(
+            summary.produced == readings,
+            "{} produced {} readings, not {readings}",
+            self.name,
+            summary.produced
+        );
+        Ok(summary)
+    }
+
     /// The last non-empty line on stdout (an app's summary line).
     pub fn last_line(&self) -> Option<&str> {
         self.stdout.iter().rev().map(|l| l.text.as_str()).find(|l| !l.trim().is_empty())

@@ -9,12 +9,11 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{ensure, Context as _, Result};
+use anyhow::{ensure, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_xorshift::XorShiftRng;
 use scenarios::Binaries;
-use temps::ProducerSummary;
 use tokio::time::Instant;
 use twitch::{KafkaCluster, TopicConfiguration};
 
@@ -71,8 +70,6 @@ pub struct SoakFigures {
     pub member_kills: u32,
     /// Brokers killed with SIGKILL.
     pub broker_kills: u32,
-    /// Processes started again after a kill (members and brokers).
-    pub restarts: u32,
     /// The group's committed lag over all partitions at the end.
     pub lag: i64,
     /// From the first reading written to the last processed.
@@ -80,6 +77,12 @@ pub struct SoakFigures {
 }
 
 impl SoakFigures {
+    /// Processes started again after a kill: every killed member is
+    /// replaced and every killed broker started again.
+    pub fn restarts(&self) -> u32 {
+        self.member_kills + self.broker_kills
+    }
+
     /// Fails unless every reading was delivered and processed and the
     /// group's committed lag is 0.
     pub fn check(&self) -> Result<()> {
@@ -107,7 +110,7 @@ impl fmt::Display for SoakFigures {
             g.duplicated,
             self.member_kills,
             self.broker_kills,
-            self.restarts,
+            self.restarts(),
             self.lag,
             self.wall.as_secs_f64()
         )
@@ -230,7 +233,7 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
 
     // Fault k comes once (k + 1) / (faults + 1) of the readings are printed,
     // and at least two seconds after the one before.
-    let (mut member_kills, mut broker_kills, mut restarts) = (0, 0, 0);
+    let (mut member_kills, mut broker_kills) = (0, 0);
     let mut next_broker = rng.gen_range(0..brokers.len());
     let total = faults.len() as u64 + 1;
     for (k, fault) in faults.iter().enumerate() {
@@ -266,11 +269,10 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
                 broker_kills += 1;
             }
         }
-        restarts += 1;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
-    let produced = producer_summary(producer.finish(soak.settle).await?, soak.readings)?;
+    let produced = producer.finish(soak.settle).await?.producer_summary(soak.readings)?.produced;
     let expected = expected_readings(soak.readings, 3);
     if !every_reading_printed(&mut group, &expected, soak.settle).await? {
         eprintln!("soak: not every reading was printed within {:?} after temp_gen ended", soak.settle);
@@ -280,7 +282,7 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
     let processed = group.stop().await?;
     let stored = topic_readings(&cluster, &topic).await?;
     let figures = Figures::new(&format!("soak {topic}"), &expected, &stored, &processed);
-    Ok(SoakFigures { figures, producer_delivered: produced, member_kills, broker_kills, restarts, lag, wall })
+    Ok(SoakFigures { figures, producer_delivered: produced, member_kills, broker_kills, lag, wall })
 }
 
 /// Waits until the members printed every `expected` reading; false after
@@ -298,14 +300,6 @@ async fn every_reading_printed(group: &mut Group<'_>, expected: &BTreeSet<Key>, 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// Checks temp_gen's exit and returns how many readings it delivered.
-fn producer_summary(producer: Finished, readings: u64) -> Result<u64> {
-    ensure!(producer.status.success(), "temp_gen failed ({}):\n{}", producer.status, producer.stderr_tail(15));
-    let summary: ProducerSummary = producer.last_line().unwrap_or_default().parse().context("temp_gen's summary")?;
-    ensure!(summary.produced == readings, "temp_gen produced {} readings, not {readings}", summary.produced);
-    Ok(summary.produced)
 }
 
 /// The group's committed lag over all partitions, once it reaches 0 or

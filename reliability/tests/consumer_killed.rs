@@ -20,7 +20,6 @@ use reliability::{
     Processed,
 };
 use scenarios::Binaries;
-use temps::ProducerSummary;
 use twitch::{KafkaCluster, TopicConfiguration};
 
 /// Readings per run: 1,000 per partition.
@@ -130,15 +129,6 @@ async fn wait_for_every_reading(consumers: &mut [App], earlier: &[Processed], ti
     Ok(())
 }
 
-/// Checks temp_gen's exit and summary: it produced every reading.
-fn check_producer(producer: &Finished) -> Result<()> {
-    ensure!(producer.status.success(), "temp_gen failed ({}):\n{}", producer.status, producer.stderr_tail(15));
-    let summary: ProducerSummary = producer.last_line().unwrap_or_default().parse().context("temp_gen's summary")?;
-    ensure!(summary.produced == READINGS, "temp_gen produced {} readings, not {READINGS}", summary.produced);
-    Ok(())
-}
-
-
 async fn stop_all(consumers: Vec<App>) -> Result<Vec<Finished>> {
     for c in &consumers {
         c.terminate()?;
@@ -183,7 +173,7 @@ async fn a_killed_consumer_loses_nothing_and_duplicates_only_its_uncommitted_win
     // The other two take its partition over after the session timeout.
     wait_for_every_reading(&mut consumers, &victim.readings(), Duration::from_secs(60)).await?;
     let producer = producer.finish(Duration::from_secs(30)).await?;
-    check_producer(&producer)?;
+    producer.producer_summary(READINGS)?;
     let survivors = stop_all(consumers).await?;
     for s in &survivors {
         s.check_stopped()?;
@@ -258,7 +248,7 @@ async fn a_consumer_stopped_and_restarted_reads_every_reading_exactly_once() -> 
 
     wait_for_every_reading(&mut consumers, &first.readings(), Duration::from_secs(60)).await?;
     let producer = producer.finish(Duration::from_secs(30)).await?;
-    check_producer(&producer)?;
+    producer.producer_summary(READINGS)?;
     let rest = stop_all(consumers).await?;
     for c in &rest {
         c.check_stopped()?;

@@ -23,7 +23,6 @@ use reliability::{
     DataDir,
 };
 use temp_sink::Store;
-use temps::ProducerSummary;
 use tokio::time::Instant;
 use twitch::{KafkaCluster, Record, TopicConfiguration, TopicPartition};
 
@@ -137,14 +136,6 @@ impl Run {
     }
 }
 
-/// temp_gen's mean, checking it produced every reading.
-fn producer_mean(producer: &Finished) -> Result<Option<f64>> {
-    ensure!(producer.status.success(), "temp_gen failed ({}):\n{}", producer.status, producer.stderr_tail(15));
-    let summary: ProducerSummary = producer.last_line().unwrap_or_default().parse().context("temp_gen's summary")?;
-    ensure!(summary.produced == READINGS, "temp_gen produced {} readings, not {READINGS}", summary.produced);
-    Ok(summary.mean)
-}
-
 /// Stops the sinks (SIGTERM) and checks each exited 0 with its summary line.
 async fn stop_all(sinks: Vec<App>) -> Result<Vec<Finished>> {
     for s in &sinks {
@@ -210,7 +201,7 @@ async fn one_to_three_sinks_one_sigkilled_write_every_reading_once() -> Result<(
     sinks.push(run.sink("temp_sink-2-restarted")?);
 
     let producer = producer.finish(Duration::from_secs(60)).await?;
-    let mean = producer_mean(&producer)?;
+    let mean = producer.producer_summary(READINGS)?.mean;
     run.wait_rows(READINGS as i64, Duration::from_secs(90), &mut sinks).await?;
     let finished = stop_all(sinks).await?;
     eprintln!(
@@ -242,7 +233,7 @@ async fn sinks_write_every_reading_once_across_a_broker_crash() -> Result<()> {
     broker.start_again().await.with_context(|| broker.log_tail(20))?;
 
     let producer = producer.finish(Duration::from_secs(90)).await?;
-    let mean = producer_mean(&producer)?;
+    let mean = producer.producer_summary(READINGS)?.mean;
     run.wait_rows(READINGS as i64, Duration::from_secs(90), &mut sinks).await?;
     stop_all(sinks).await?;
     eprintln!("broker SIGKILLed with {rows_at_crash} rows in the database, down 2 s");
@@ -265,7 +256,7 @@ async fn sinks_retry_while_the_database_is_down_and_lose_nothing() -> Result<()>
     let downtime = down.elapsed();
 
     let producer = producer.finish(Duration::from_secs(60)).await?;
-    let mean = producer_mean(&producer)?;
+    let mean = producer.producer_summary(READINGS)?.mean;
     run.wait_rows(READINGS as i64, Duration::from_secs(90), &mut sinks).await?;
     let finished = stop_all(sinks).await?;
     let retried = finished.iter().filter(|f| f.stderr.iter().any(|l| l.contains("writing a batch failed; retrying"))).count();
