@@ -50,10 +50,14 @@ inclusive() {
     awk -v f="$2" 'index($0, f) && !n++ { gsub(",", "", $1); print $1 } END { if (!n) print 0 }' <<<"$listing"
 }
 
-printf '| case | records | raw | twitch | twitch / raw |\n|---|---:|---:|---:|---:|\n'
+printf '| case | records | raw | raw-stored | twitch | twitch / raw | twitch / raw-stored |\n|---|---:|---:|---:|---:|---:|---:|\n'
+ratio() { [[ -n $2 ]] && awk -v t="$1" -v r="$2" 'BEGIN { printf "%.3f", t / r }' || echo -; }
 for case in "${cases[@]}"; do
     declare -A per=()
-    for side in raw twitch; do
+    sides=(raw twitch)
+    # The group-read cases also have raw rdkafka storing each processed offset.
+    [[ $case == group* ]] && sides+=(raw-stored)
+    for side in "${sides[@]}"; do
         file=$out/$case.$side.out
         echo "instructions.sh: $case, $side side, $records records under callgrind" >&2
         valgrind --tool=callgrind --callgrind-out-file="$file" ./target/release/twitch-bench \
@@ -65,6 +69,6 @@ for case in "${cases[@]}"; do
         sizing=$(inclusive "$file" 'twitch_bench::cases::encoded_size')
         per[$side]=$(((loop - prefill - sizing) / records))
     done
-    printf '| %s | %s | %s | %s | %s |\n' "$case" "$records" "${per[raw]}" "${per[twitch]}" \
-        "$(awk -v t="${per[twitch]}" -v r="${per[raw]}" 'BEGIN { printf "%.3f", t / r }')"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$case" "$records" "${per[raw]}" "${per[raw-stored]:--}" "${per[twitch]}" \
+        "$(ratio "${per[twitch]}" "${per[raw]}")" "$(ratio "${per[twitch]}" "${per[raw-stored]:-}")"
 done

@@ -27,6 +27,11 @@ const FLUSH: Duration = Duration::from_secs(120);
 pub enum Side {
     /// Plain rdkafka with twitch's settings ([`crate::raw`]).
     Raw,
+    /// Plain rdkafka storing each processed record's offset
+    /// (`store_offset_from_message`) and committing the stored offsets every
+    /// second: librdkafka's own way to commit only what was processed
+    /// (group reads only).
+    RawStored,
     /// twitch with its defaults (idempotent writers).
     Twitch,
     /// twitch's writers with `enable.idempotence=false` (write cases only):
@@ -37,11 +42,12 @@ pub enum Side {
 }
 
 impl Side {
-    pub const ALL: [Side; 4] = [Side::Raw, Side::Twitch, Side::TwitchNoIdem, Side::Rskafka];
+    pub const ALL: [Side; 5] = [Side::Raw, Side::RawStored, Side::Twitch, Side::TwitchNoIdem, Side::Rskafka];
 
     pub fn name(self) -> &'static str {
         match self {
             Side::Raw => "raw",
+            Side::RawStored => "raw-stored",
             Side::Twitch => "twitch",
             Side::TwitchNoIdem => "twitch-noidem",
             Side::Rskafka => "rskafka",
@@ -124,7 +130,8 @@ impl Case {
     pub fn sides(&self) -> Vec<Side> {
         match self.kind {
             Kind::PartitionProduce { .. } | Kind::KeyedProduce => Side::ALL.to_vec(),
-            Kind::GroupRead(_) | Kind::PartitionRead { .. } => vec![Side::Raw, Side::Twitch, Side::Rskafka],
+            Kind::GroupRead(_) => vec![Side::Raw, Side::RawStored, Side::Twitch, Side::Rskafka],
+            Kind::PartitionRead { .. } => vec![Side::Raw, Side::Twitch, Side::Rskafka],
             Kind::Typed { .. } | Kind::Latency { .. } => vec![Side::Raw, Side::Twitch],
         }
     }
@@ -574,11 +581,11 @@ async fn group_read(ctx: &Ctx, case: &Case, side: Side, how: GroupReading) -> Re
     prefill(ctx, case).await?;
     let group = format!("{}-group", ctx.topic);
     let out = match side {
-        Side::Raw => {
+        Side::Raw | Side::RawStored => {
             let consumer = raw::group_consumer(&ctx.brokers, &group, &ctx.topic, &ctx.tuning.consumer)?;
-            let mut committer = raw::Committer::new(&ctx.topic, case.partitions as usize);
+            let mut committer = raw::Committer::new(&ctx.topic, case.partitions as usize, side == Side::RawStored);
             let each = |m: &rdkafka::message::BorrowedMessage<'_>| {
-                committer.processed(m.partition(), m.offset());
+                committer.processed(&consumer, m)?;
                 committer.maybe_commit(&consumer)
             };
             let out = match how {

@@ -36,6 +36,8 @@ enum TargetArg {
 enum SideArg {
     /// Plain rdkafka with twitch's settings.
     Raw,
+    /// Plain rdkafka storing each processed record's offset (group reads).
+    RawStored,
     /// twitch with its defaults.
     Twitch,
     /// twitch's writers with enable.idempotence=false (write cases).
@@ -50,6 +52,7 @@ impl SideArg {
     fn picks(self, side: Side) -> bool {
         match self {
             SideArg::Raw => side == Side::Raw,
+            SideArg::RawStored => side == Side::RawStored,
             SideArg::Twitch => side == Side::Twitch,
             SideArg::TwitchNoidem => side == Side::TwitchNoIdem,
             SideArg::Rskafka => side == Side::Rskafka,

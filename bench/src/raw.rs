@@ -16,7 +16,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
@@ -179,23 +179,29 @@ pub async fn recv<'c>(consumer: &'c StreamConsumer, idle: Duration) -> Result<Bo
     }
 }
 
-/// Next offsets per partition, committed every second like twitch's group
-/// reader does.
+/// Commits what was processed every second, like twitch's group reader:
+/// either the next offset per partition, kept here, or (`stored`) the
+/// offsets stored in librdkafka per message.
 pub struct Committer {
     topic: String,
     next: Vec<i64>,
+    stored: bool,
     last: std::time::Instant,
 }
 
 impl Committer {
-    pub fn new(topic: &str, partitions: usize) -> Self {
-        Committer { topic: topic.to_owned(), next: vec![-1; partitions], last: std::time::Instant::now() }
+    pub fn new(topic: &str, partitions: usize, stored: bool) -> Self {
+        Committer { topic: topic.to_owned(), next: vec![-1; partitions], stored, last: std::time::Instant::now() }
     }
 
-    pub fn processed(&mut self, partition: i32, offset: i64) {
-        if let Some(slot) = usize::try_from(partition).ok().and_then(|p| self.next.get_mut(p)) {
-            *slot = (*slot).max(offset + 1);
+    /// `msg` is processed.
+    pub fn processed(&mut self, consumer: &StreamConsumer, msg: &BorrowedMessage<'_>) -> Result<()> {
+        if self.stored {
+            consumer.store_offset_from_message(msg)?;
+        } else if let Some(slot) = usize::try_from(msg.partition()).ok().and_then(|p| self.next.get_mut(p)) {
+            *slot = (*slot).max(msg.offset() + 1);
         }
+        Ok(())
     }
 
     fn tpl(&self) -> Result<TopicPartitionList> {
@@ -212,19 +218,27 @@ impl Committer {
     pub fn maybe_commit(&mut self, consumer: &StreamConsumer) -> Result<()> {
         if self.last.elapsed() >= Duration::from_secs(1) {
             self.last = std::time::Instant::now();
-            let tpl = self.tpl()?;
-            if tpl.count() > 0 {
-                consumer.commit(&tpl, CommitMode::Async)?;
-            }
+            self.commit(consumer, CommitMode::Async)?;
         }
         Ok(())
     }
 
     /// Commits synchronously.
     pub fn commit_now(&self, consumer: &StreamConsumer) -> Result<()> {
+        tokio::task::block_in_place(|| self.commit(consumer, CommitMode::Sync))
+    }
+
+    fn commit(&self, consumer: &StreamConsumer, mode: CommitMode) -> Result<()> {
+        if self.stored {
+            return match consumer.commit_consumer_state(mode) {
+                // Nothing stored since the last commit.
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+                other => Ok(other?),
+            };
+        }
         let tpl = self.tpl()?;
         if tpl.count() > 0 {
-            tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync))?;
+            consumer.commit(&tpl, mode)?;
         }
         Ok(())
     }

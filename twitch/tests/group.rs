@@ -488,3 +488,19 @@ async fn one_reader_of_two_topics_commits_each() {
     assert_eq!(cluster.group_lag(&group, &a).await.unwrap()[0].committed, Some(3));
     assert_eq!(cluster.group_lag(&group, &b).await.unwrap()[0].committed, Some(2));
 }
+
+/// Applications move a read into a timeout or a select on every record, so
+/// its future has to stay small: an error-sized value held across an await
+/// once made it 232 bytes, moved with `memcpy` three times a record.
+#[tokio::test]
+async fn a_read_is_a_small_future() {
+    let mut reader = cluster().group_reader(&unique("small-future")).topic(&unique("small-future")).build().unwrap();
+    let read = reader.next_ref();
+    let bytes = std::mem::size_of_val(&read);
+    drop(read);
+    assert!(bytes <= 128, "next_ref's future is {bytes} bytes");
+    let read = reader.next();
+    let bytes = std::mem::size_of_val(&read);
+    drop(read);
+    assert!(bytes <= 160, "next's future is {bytes} bytes");
+}

@@ -21,6 +21,9 @@ use crate::record::{RecordRef, TopicPartition};
 
 pub(super) type GroupConsumer = StreamConsumer<GroupContext>;
 
+/// A record to hand out, with its partition's offsets.
+pub(super) type NextRecord<'c> = Result<(RecordRef<'c>, Arc<TrackedPartition>)>;
+
 /// The reader's state between records.
 pub(super) struct Flow {
     /// The assigned partitions, as the reader last carried a rebalance out.
@@ -107,32 +110,84 @@ impl Flow {
     /// caller records it handed out or processed): carries out rebalances,
     /// commits when due, applies backpressure, then takes a record from
     /// `stream`.
+    ///
+    /// A record that is ready is taken without an await; only the rest
+    /// (rebalances, waiting for the broker) is boxed, so the caller's future
+    /// stays small and cheap to move (callers move it into a timeout or a
+    /// select on every read).
     pub(super) async fn next_record<'c>(
         &mut self,
         consumer: &'c Arc<GroupConsumer>,
         topics: &'c [Arc<str>],
         stream: &mut MessageStream<'c, GroupContext>,
-    ) -> Result<(RecordRef<'c>, Arc<TrackedPartition>)> {
-        loop {
-            // Rebalances and waiting are the rare paths: boxed, their state
-            // stays out of this future, which is small and cheap to move
-            // (callers move it into a timeout or a select on every read).
-            if consumer.context().has_pending() {
-                Box::pin(self.carry_out_pending(consumer)).await?;
+    ) -> NextRecord<'c> {
+        // (Not a `match`: its scrutinee, an error's size, would stay in this
+        // future across the await.)
+        if let Some(next) = self.ready_record(consumer, topics, stream) {
+            return next;
+        }
+        Box::pin(self.wait_for_record(consumer, topics, stream)).await
+    }
+
+    /// The next record if one is ready and nothing else is to be done
+    /// first; `None` when the reader has to wait (for a record, or to carry
+    /// a rebalance out) or took a record it skips.
+    fn ready_record<'c>(
+        &mut self,
+        consumer: &'c Arc<GroupConsumer>,
+        topics: &'c [Arc<str>],
+        stream: &mut MessageStream<'c, GroupContext>,
+    ) -> Option<NextRecord<'c>> {
+        if consumer.context().has_pending() {
+            return None;
+        }
+        if let Err(e) = self.commit_and_pace(consumer) {
+            return Some(Err(e));
+        }
+        let msg = stream.next().now_or_never()?;
+        self.take(msg, topics)
+    }
+
+    /// What the reader makes of a message from the stream: a record to hand
+    /// out, an error, or `None` for a record it skips or an error it rides
+    /// out.
+    fn take<'c>(
+        &mut self,
+        msg: Option<KafkaResult<BorrowedMessage<'c>>>,
+        topics: &'c [Arc<str>],
+    ) -> Option<NextRecord<'c>> {
+        match msg? {
+            Ok(msg) => {
+                let (topic, tracked) = self.partition_of(&msg, topics)?;
+                Some(Ok((RecordRef::new(msg, topic), tracked)))
             }
-            self.commit_and_pace(consumer)?;
-            let msg = match stream.next().now_or_never() {
-                Some(msg) => msg,
-                None => Box::pin(self.wait_for_message(consumer, stream)).await,
-            };
-            match msg {
-                Some(Ok(msg)) => {
-                    let Some((topic, tracked)) = self.partition_of(&msg, topics) else { continue };
-                    return Ok((RecordRef::new(msg, topic), tracked));
-                }
-                Some(Err(source)) if is_transient(&source) => self.transient.report(&source),
-                Some(Err(source)) => return Err(Error::Consume { source }),
-                None => {}
+            Err(source) if is_transient(&source) => {
+                self.transient.report(&source);
+                None
+            }
+            Err(source) => Some(Err(Error::Consume { source })),
+        }
+    }
+
+    /// [`next_record`](Self::next_record) when no record was ready: carries
+    /// rebalances out and waits.
+    async fn wait_for_record<'c>(
+        &mut self,
+        consumer: &'c Arc<GroupConsumer>,
+        topics: &'c [Arc<str>],
+        stream: &mut MessageStream<'c, GroupContext>,
+    ) -> NextRecord<'c> {
+        loop {
+            self.carry_out_pending(consumer).await?;
+            if let Some(next) = self.ready_record(consumer, topics, stream) {
+                return next;
+            }
+            if consumer.context().has_pending() {
+                continue;
+            }
+            let msg = self.wait_for_message(consumer, stream).await;
+            if let Some(next) = self.take(msg, topics) {
+                return next;
             }
         }
     }

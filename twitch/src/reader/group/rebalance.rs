@@ -10,7 +10,7 @@
 //! carried out inside the callback, as nobody reads any more.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -101,6 +101,40 @@ pub(super) enum Pending {
     Error(String),
 }
 
+/// Rebalances waiting for the reader, in order. The reader asks whether any
+/// wait before every record: that reads the length, which changes only
+/// under the lock, without taking it.
+#[derive(Debug, Default)]
+struct PendingQueue {
+    queue: Mutex<VecDeque<Pending>>,
+    len: AtomicUsize,
+}
+
+impl PendingQueue {
+    fn edit<R>(&self, f: impl FnOnce(&mut VecDeque<Pending>) -> R) -> R {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut queue);
+        self.len.store(queue.len(), Ordering::Release);
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    fn front(&self) -> Option<Pending> {
+        self.edit(|queue| queue.front().cloned())
+    }
+
+    fn push_back(&self, pending: Pending) {
+        self.edit(|queue| queue.push_back(pending));
+    }
+
+    fn pop_front(&self) {
+        self.edit(VecDeque::pop_front);
+    }
+}
+
 /// The consumer's context: offsets of the assigned partitions, and the
 /// rebalances waiting for the reader.
 pub(super) struct GroupContext {
@@ -108,7 +142,7 @@ pub(super) struct GroupContext {
     /// False for transactional readers, whose offsets commit with the
     /// producer's transaction.
     pub(super) commits: bool,
-    pending: Mutex<VecDeque<Pending>>,
+    pending: PendingQueue,
     /// Wakes the reader when a rebalance comes in.
     pub(super) rebalanced: Notify,
     /// Set when the consumer is being closed: rebalances are then carried
@@ -185,7 +219,7 @@ impl GroupContext {
         GroupContext {
             tracker,
             commits,
-            pending: Mutex::new(VecDeque::new()),
+            pending: PendingQueue::default(),
             rebalanced: Notify::new(),
             closing: AtomicBool::new(false),
             commit_log: CommitLog::default(),
@@ -198,17 +232,17 @@ impl GroupContext {
     /// carries a rebalance out (at a listener's await, say) carries it out
     /// again next time instead of leaving librdkafka waiting.
     pub(super) fn next_pending(&self) -> Option<Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).front().cloned()
+        self.pending.front()
     }
 
     /// Whether a rebalance waits for the reader.
     pub(super) fn has_pending(&self) -> bool {
-        !self.pending.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+        self.pending.len() > 0
     }
 
     /// The rebalance from [`next_pending`](Self::next_pending) is done.
     pub(super) fn carried_out(&self) {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        self.pending.pop_front();
     }
 
     /// Carries out, without the reader, the rebalances it left waiting: it
@@ -230,7 +264,7 @@ impl GroupContext {
     }
 
     fn push(&self, pending: Pending) {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push_back(pending);
+        self.pending.push_back(pending);
         self.rebalanced.notify_one();
     }
 
@@ -352,5 +386,21 @@ mod tests {
         let e = &tpl.elements()[0];
         assert_eq!((e.topic(), e.partition(), e.offset()), ("t", 2, RdOffset::Offset(40)));
         assert_eq!(tps_of(&tpl), vec![TopicPartition::new("t", 2)]);
+    }
+
+    #[test]
+    fn the_pending_length_follows_the_queue() {
+        let queue = PendingQueue::default();
+        assert_eq!(queue.len(), 0);
+        queue.push_back(Pending::Error("a".into()));
+        queue.push_back(Pending::Assign(vec![TopicPartition::new("t", 0)]));
+        assert_eq!(queue.len(), 2);
+        assert!(matches!(queue.front(), Some(Pending::Error(e)) if e == "a"), "the first stays first until carried out");
+        assert_eq!(queue.len(), 2);
+        queue.pop_front();
+        assert!(matches!(queue.front(), Some(Pending::Assign(_))));
+        queue.pop_front();
+        queue.pop_front();
+        assert_eq!((queue.len(), queue.front().is_none()), (0, true));
     }
 }
