@@ -196,11 +196,7 @@ async fn run(args: Args) -> Result<(), AppError> {
         }
         let mut builder = cluster.group_reader(&group);
         if let Some(timeout) = args.session_timeout {
-            // Within 1..=3_600_000 ms (checked when parsing).
-            let ms = timeout.as_millis();
-            builder = builder
-                .set("session.timeout.ms", &ms.to_string())
-                .set("heartbeat.interval.ms", &(ms / 3).max(1).to_string());
+            builder = builder.session_timeout(timeout);
         }
         let reader = args.observe.configure(builder)
             .topic(&args.topic)
