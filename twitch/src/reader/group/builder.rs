@@ -118,7 +118,10 @@ impl GroupReaderBuilder {
         self
     }
 
-    /// How often processed offsets are committed (default 1 s).
+    /// How often processed offsets are committed (default 1 s). One commit
+    /// at a time, and after a slow one (a loaded broker) the next waits as
+    /// long as it took, so that commits leave the group coordinator's
+    /// connection free for heartbeats at least half of the time.
     pub fn commit_interval(mut self, every: Duration) -> Self {
         self.commit_interval = every;
         self
@@ -278,6 +281,7 @@ impl GroupReaderBuilder {
                 cursor: Cursor::default(),
                 commit_every: self.commit_interval,
                 last_commit: Instant::now(),
+                next_commit: Instant::now() + self.commit_interval,
                 max_pending: self.max_pending_per_partition,
                 full: false,
                 paused: HashSet::new(),
