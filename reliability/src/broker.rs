@@ -52,8 +52,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 impl Broker {
-    /// Starts nisshi on `127.0.0.1:port` with `storage` (`memory://` or
-    /// `sqlite:///abs/file.db`). A broker that an earlier, interrupted run
+    /// Starts nisshi on `127.0.0.1:port` with `storage` (`memory://`,
+    /// `sqlite:///abs/file.db` or `postgres://...`). A broker that an earlier, interrupted run
     /// of this test left on the port is stopped first; a port that anything
     /// else answers on is an error (never silently someone else's broker).
     pub async fn start(port: u16, storage: &str) -> Result<Broker> {
@@ -66,6 +66,19 @@ impl Broker {
         let mut broker = Broker { port, storage: storage.to_owned(), running: false };
         broker.start_again().await?;
         Ok(broker)
+    }
+
+    /// Starts `n` brokers on ports `first..first + n` that share the
+    /// PostgreSQL database at `url` (`postgres://...`): one cluster, in
+    /// which any broker serves any partition and the group and offset state
+    /// is shared. Stops the ones started if one fails to start.
+    pub async fn cluster(first: u16, n: u16, url: &str) -> Result<Vec<Broker>> {
+        let last = first.checked_add(n).with_context(|| format!("{n} brokers from port {first} run out of ports"))?;
+        let mut brokers = Vec::with_capacity(usize::from(n));
+        for port in first..last {
+            brokers.push(Broker::start(port, url).await?);
+        }
+        Ok(brokers)
     }
 
     /// `127.0.0.1:port`.

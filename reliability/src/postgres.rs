@@ -47,7 +47,33 @@ impl Postgres {
 
     /// Its URL: `postgres://postgres@127.0.0.1:port/postgres`.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.database_url("postgres")
+    }
+
+    fn database_url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates the empty database `name` (a plain lowercase identifier,
+    /// such as one from [`unique_schema`]) and returns its URL.
+    pub async fn create_database(&self, name: &str) -> Result<String> {
+        let plain = !name.is_empty()
+            && name.len() < 64
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            bail!("`{name}` is not a plain lowercase identifier");
+        }
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .context("connecting to the test's PostgreSQL")?;
+        let connection = tokio::spawn(connection);
+        let created = client.batch_execute(&format!("CREATE DATABASE {name}")).await;
+        drop(client);
+        // The connection ends with the client; its own error adds nothing.
+        let _ = connection.await;
+        created.with_context(|| format!("creating the database {name}"))?;
+        Ok(self.database_url(name))
     }
 
     /// Starts it again, on the same data, after [`Postgres::stop`].

@@ -37,6 +37,11 @@ pub struct Soak {
     /// The members' session timeout: how long the group waits for a member
     /// that died without leaving.
     pub session_timeout: Duration,
+    /// How long the broker may hold the members' fetches back for want of
+    /// records (`average_temp --fetch-wait`). librdkafka's 500 ms, not the
+    /// app's low-latency 10 ms: a nisshi cluster over PostgreSQL answers a
+    /// 10 ms fetch with next to nothing (about 30 readings/s for a member).
+    pub fetch_wait: Duration,
     /// Seed of the order and choice of kills.
     pub seed: u64,
     /// How long the readings may take to be processed after the last kill.
@@ -53,6 +58,7 @@ impl Default for Soak {
             broker_kills: 5,
             downtime: Duration::from_secs(2),
             session_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(500),
             seed: 1,
             settle: Duration::from_secs(300),
         }
@@ -141,7 +147,11 @@ impl Group<'_> {
         self.started += 1;
         let name = format!("average_temp-{}", self.started);
         let timeout = format!("{}ms", self.soak.session_timeout.as_millis());
-        let args = ["--topic", &self.topic, "--group", &self.group, "--session-timeout", &timeout, "--no-dead-letter"];
+        let wait = format!("{}ms", self.soak.fetch_wait.as_millis());
+        let args = [
+            "--topic", &self.topic, "--group", &self.group, "--session-timeout", &timeout, "--fetch-wait", &wait,
+            "--no-dead-letter",
+        ];
         self.alive.push(App::spawn(&name, &self.bins.average_temp, &args, &self.brokers)?);
         Ok(())
     }

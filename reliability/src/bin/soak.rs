@@ -44,6 +44,10 @@ struct Args {
     /// Seed of the order and choice of kills.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The members' session timeout (`average_temp --session-timeout`)
+    /// [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    session_timeout: Option<Duration>,
     /// First port of the soak's brokers.
     #[arg(long, default_value_t = 19760)]
     port: u16,
@@ -76,6 +80,7 @@ async fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let defaults = Soak::default();
     let config = Soak {
         readings: args.readings,
         interval: args.interval,
@@ -85,23 +90,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         downtime: args.downtime,
         seed: args.seed,
         settle: args.settle,
-        ..Soak::default()
+        session_timeout: args.session_timeout.unwrap_or(defaults.session_timeout),
+        ..defaults
     };
     let bins = binaries()?;
     let dir = DataDir::new("soak")?;
-    let mut brokers = Vec::new();
-    match (args.cluster, &args.postgres) {
+    let mut brokers = match (args.cluster, &args.postgres) {
         (Some(n), Some(url)) => {
-            for port in args.port..args.port + n {
-                brokers.push(Broker::start(port, url).await?);
-            }
             eprintln!("soak: {config:?} on a cluster of {n} brokers over {url}");
+            Broker::cluster(args.port, n, url).await?
         }
         _ => {
-            brokers.push(Broker::start(args.port, &dir.sqlite("soak")).await?);
-            eprintln!("soak: {config:?} on one broker ({}, sqlite://)", brokers[0].address());
+            eprintln!("soak: {config:?} on one broker (127.0.0.1:{}, sqlite://)", args.port);
+            vec![Broker::start(args.port, &dir.sqlite("soak")).await?]
         }
-    }
+    };
     let figures = soak(&config, &bins, &mut brokers).await?;
     println!("{figures}");
     figures.check()

@@ -38,6 +38,23 @@ pub enum GroupStart {
     End,
 }
 
+/// The heartbeat interval for a session timeout: a tenth of it, at most
+/// librdkafka's default of 3 s (which it pairs with a 45 s session), at
+/// least 1 ms.
+///
+/// librdkafka keeps one heartbeat in flight and drops the member when none
+/// succeeded for the session timeout; the heartbeat shares the coordinator's
+/// connection with commits and joins, answered in order. Sent every third
+/// of the session (Kafka's upper bound, not its default), a heartbeat that
+/// a loaded broker answers late, or holds behind a slow commit, has only
+/// two thirds of the session left before the member is dropped and the
+/// group rebalances: with 6 s that was 4 s, and a full-speed producer on
+/// nisshi made commits and heartbeats take up to 5.9 s. Every tenth leaves
+/// nine tenths.
+pub(crate) fn heartbeat_interval(session_timeout: Duration) -> Duration {
+    (session_timeout / 10).clamp(Duration::from_millis(1), Duration::from_secs(3))
+}
+
 /// Builds a [`GroupReader`]; get one from
 /// [`KafkaCluster::group_reader`](crate::warden::KafkaCluster::group_reader).
 pub struct GroupReaderBuilder {
@@ -101,7 +118,10 @@ impl GroupReaderBuilder {
         self
     }
 
-    /// How often processed offsets are committed (default 1 s).
+    /// How often processed offsets are committed (default 1 s). One commit
+    /// at a time, and after a slow one (a loaded broker) the next waits as
+    /// long as it took, so that commits leave the group coordinator's
+    /// connection free for heartbeats at least half of the time.
     pub fn commit_interval(mut self, every: Duration) -> Self {
         self.commit_interval = every;
         self
@@ -155,10 +175,12 @@ impl GroupReaderBuilder {
 
     /// How long the coordinator waits for a silent member before giving its
     /// partitions to the others (librdkafka's default is 45 s); heartbeats
-    /// go every third of it.
+    /// go every tenth of it, at most every 3 s, so that a heartbeat that a
+    /// loaded broker answers late still leaves the member in the group.
     pub fn session_timeout(self, timeout: Duration) -> Self {
-        let ms = timeout.as_millis().max(3);
-        self.set("session.timeout.ms", &ms.to_string()).set("heartbeat.interval.ms", &(ms / 3).to_string())
+        let ms = timeout.as_millis().max(1);
+        let heartbeat = heartbeat_interval(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
+        self.set("session.timeout.ms", &ms.to_string()).set("heartbeat.interval.ms", &heartbeat.as_millis().to_string())
     }
 
     /// Static membership: a restart with the same id within the session
@@ -259,6 +281,7 @@ impl GroupReaderBuilder {
                 cursor: Cursor::default(),
                 commit_every: self.commit_interval,
                 last_commit: Instant::now(),
+                next_commit: Instant::now() + self.commit_interval,
                 max_pending: self.max_pending_per_partition,
                 full: false,
                 paused: HashSet::new(),
@@ -271,5 +294,31 @@ impl GroupReaderBuilder {
             dead_letter,
             group_id: self.group_id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat_ms(session: Duration) -> Option<String> {
+        let builder = GroupReaderBuilder::new(ClientSettings::new("127.0.0.1:9092", "test"), "g").session_timeout(session);
+        builder.settings.get("heartbeat.interval.ms").map(str::to_owned)
+    }
+
+    /// The soak's 6 s session: heartbeats every 600 ms, not every 2 s.
+    #[test]
+    fn heartbeats_go_every_tenth_of_a_short_session() {
+        assert_eq!(heartbeat_ms(Duration::from_secs(6)).as_deref(), Some("600"));
+        assert_eq!(heartbeat_ms(Duration::from_secs(10)).as_deref(), Some("1000"));
+        let builder = GroupReaderBuilder::new(ClientSettings::new("b:9092", "t"), "g").session_timeout(Duration::from_secs(6));
+        assert_eq!(builder.settings.get("session.timeout.ms"), Some("6000"));
+    }
+
+    #[test]
+    fn heartbeats_go_at_most_every_three_seconds_and_at_least_every_millisecond() {
+        assert_eq!(heartbeat_ms(Duration::from_secs(45)).as_deref(), Some("3000"));
+        assert_eq!(heartbeat_ms(Duration::from_secs(600)).as_deref(), Some("3000"));
+        assert_eq!(heartbeat_ms(Duration::from_millis(5)).as_deref(), Some("1"));
     }
 }

@@ -29,7 +29,10 @@ pub(super) struct Flow {
     /// The assigned partitions, as the reader last carried a rebalance out.
     pub(super) cursor: Cursor,
     pub(super) commit_every: Duration,
+    /// When the last periodic commit started.
     pub(super) last_commit: Instant,
+    /// When to look at committing next (see [`next_commit_at`]).
+    pub(super) next_commit: Instant,
     pub(super) max_pending: usize,
     /// A partition reached `max_pending` unprocessed records.
     pub(super) full: bool,
@@ -65,6 +68,23 @@ impl Cursor {
     }
 }
 
+/// When the periodic commit after one that started at `started` and took
+/// `round_trip` is due: `every` after it started, and no sooner than its own
+/// round trip after it came back.
+///
+/// Commits go to the group coordinator on the connection that carries the
+/// member's heartbeats, and a broker answers a connection's requests in
+/// order: a heartbeat sent during a commit waits for it. When a loaded
+/// broker takes seconds per commit, back-to-back commits (the next one as
+/// soon as the last came back) keep that connection busy all the time, and
+/// every heartbeat waits behind one; one that waits longer than the session
+/// timeout throws the member out of the group and the group rebalances,
+/// over and over. Spaced like this, commits take at most half of the
+/// connection's time, and half as much of the broker's.
+pub(super) fn next_commit_at(started: Instant, round_trip: Duration, every: Duration) -> Instant {
+    started + every.max(round_trip.saturating_mul(2))
+}
+
 /// Commits `offsets` and waits for the broker, on a blocking thread (after
 /// the periodic commit in flight, if any, so that offsets never go back).
 pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
@@ -97,7 +117,7 @@ impl Flow {
 
     /// Commits when due and pauses or resumes partitions for backpressure.
     pub(super) fn commit_and_pace(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
-        if consumer.context().commits && self.last_commit.elapsed() >= self.commit_every {
+        if consumer.context().commits && Instant::now() >= self.next_commit {
             self.commit_in_background(consumer);
         }
         if self.full || !self.paused.is_empty() {
@@ -201,7 +221,7 @@ impl Flow {
     ) -> Option<KafkaResult<BorrowedMessage<'c>>> {
         let context = consumer.context();
         let paused = !self.paused.is_empty();
-        let commit_at = tokio::time::Instant::from_std(self.last_commit + self.commit_every);
+        let commit_at = tokio::time::Instant::from_std(self.next_commit);
         tokio::select! {
             msg = stream.next() => msg,
             () = context.rebalanced.notified() => None,
@@ -233,13 +253,31 @@ impl Flow {
         self.full |= tracked.handed_out(offset) >= self.max_pending;
     }
 
+    /// Starts the commit clock again: the next periodic commit is due
+    /// `commit_every` from now.
+    pub(super) fn committed_now(&mut self) {
+        self.last_commit = Instant::now();
+        self.next_commit = self.last_commit + self.commit_every;
+    }
+
     /// Sends the processed offsets to the broker without waiting for it:
     /// on a blocking thread, where the result and its round trip are
     /// counted (librdkafka reports an asynchronous commit's result to
-    /// nobody). One at a time: while one is in flight, the next waits.
+    /// nobody). One at a time: while one is in flight, the next waits, and
+    /// after a slow one it waits as long again ([`next_commit_at`]).
     fn commit_in_background(&mut self, consumer: &Arc<GroupConsumer>) {
-        self.last_commit = Instant::now();
+        let now = Instant::now();
         let log = &consumer.context().commit_log;
+        if log.in_flight() {
+            self.next_commit = now + self.commit_every;
+            return;
+        }
+        let due = next_commit_at(self.last_commit, log.round_trip(), self.commit_every);
+        if now < due {
+            self.next_commit = due;
+            return;
+        }
+        self.committed_now();
         let offsets = consumer.context().tracker.committable(None);
         if offsets.is_empty() || !log.start() {
             return;
@@ -386,5 +424,30 @@ impl Flow {
             Err(mpsc::error::TrySendError::Full(event)) => warn!(?event, "rebalance events are not being read; event dropped"),
             Err(mpsc::error::TrySendError::Closed(_)) => self.events = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_commits_go_every_commit_interval() {
+        let (t, every) = (Instant::now(), Duration::from_secs(1));
+        assert_eq!(next_commit_at(t, Duration::ZERO, every), t + every);
+        assert_eq!(next_commit_at(t, Duration::from_millis(20), every), t + every);
+        assert_eq!(next_commit_at(t, Duration::from_millis(500), every), t + every);
+    }
+
+    /// The soak's finding: a full-speed producer made nisshi take 5.5 s per
+    /// commit; the next commit went out as soon as that one came back, the
+    /// member's heartbeats waited behind them for up to 5.9 s, and with a
+    /// 6 s session timeout the member was thrown out of the group.
+    #[test]
+    fn a_slow_commit_leaves_the_coordinator_connection_idle_as_long_again() {
+        let (t, every) = (Instant::now(), Duration::from_secs(1));
+        let round_trip = Duration::from_millis(5_500);
+        let next = next_commit_at(t, round_trip, every);
+        assert_eq!(next.duration_since(t + round_trip), round_trip, "idle after the commit for as long as it took");
     }
 }

@@ -23,7 +23,6 @@ mod rebalance;
 mod typed;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::stream::{BoxStream, StreamExt};
 use rdkafka::consumer::Consumer;
@@ -253,7 +252,7 @@ impl GroupReader {
             return Ok(());
         }
         commit_sync(consumer, offsets).await?;
-        self.flow.last_commit = Instant::now();
+        self.flow.committed_now();
         Ok(())
     }
 

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use rdkafka::client::ClientContext;
@@ -174,6 +174,11 @@ impl CommitLog {
     /// Whether a periodic commit is in flight.
     pub(super) fn in_flight(&self) -> bool {
         self.busy.load(Ordering::SeqCst)
+    }
+
+    /// The last commit's round trip (zero before the first).
+    pub(super) fn round_trip(&self) -> Duration {
+        Duration::from_micros(self.last_micros.load(Ordering::Relaxed))
     }
 
     /// A commit sent at `started` came back.
