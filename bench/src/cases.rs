@@ -42,8 +42,6 @@ pub enum Side {
 }
 
 impl Side {
-    pub const ALL: [Side; 5] = [Side::Raw, Side::RawStored, Side::Twitch, Side::TwitchNoIdem, Side::Rskafka];
-
     pub fn name(self) -> &'static str {
         match self {
             Side::Raw => "raw",

@@ -10,7 +10,7 @@ use crate::stats::{max, median, median_ci95, min};
 pub struct CaseResult {
     pub target: &'static str,
     pub case: Case,
-    /// The case's sides in [`Side::ALL`] order, each with its rounds.
+    /// The case's sides in [`Case::sides`](crate::cases::Case::sides) order, each with its rounds.
     samples: Vec<(Side, Vec<Sample>)>,
 }
 
