@@ -11,6 +11,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use crate::codec::CodecError;
 use crate::record::{ConsumedRecord, Record};
 
+/// The error a [`RebalanceListener`](crate::reader::RebalanceListener) may
+/// return.
+pub type ListenerError = Box<dyn std::error::Error + Send + Sync>;
+
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -261,7 +265,7 @@ pub enum Error {
         /// `on_assigned`.
         stage: &'static str,
         /// The listener's error.
-        source: crate::reader::ListenerError,
+        source: ListenerError,
     },
 
     /// A blocking task could not run to completion.

@@ -35,11 +35,13 @@ mod configs;
 mod groups;
 mod topics;
 
-pub use groups::{decode_assignment, GroupInfo, MemberInfo, PartitionLag};
+pub use groups::{decode_assignment, GroupInfo, MemberInfo};
 pub use topics::{BrokerInfo, PartitionInfo, TopicConfiguration, TopicInfo};
+
+pub use crate::config::validate_topic_name;
+pub use crate::reader::PartitionLag;
 use crate::error::{Error, Result};
 use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
-pub use crate::config::validate_topic_name;
 use crate::record::TopicPartition;
 use crate::writer::{KeyedWriter, PartitionWriter, TransactionalWriter};
 

@@ -13,8 +13,8 @@ mod group;
 mod partition;
 
 pub use group::{
-    Ack, GroupEvent, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, ReaderCounters, ReaderMonitor, RebalanceListener,
-    Step,
+    Ack, GroupEvent, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, PartitionLag, ReaderCounters,
+    ReaderMonitor, RebalanceListener, Step,
 };
 pub use partition::{PartitionReader, PartitionReaderBuilder};
 

@@ -5,7 +5,7 @@ use rdkafka::{Offset as RdOffset, TopicPartitionList};
 
 use super::KafkaCluster;
 use crate::error::{Error, Result};
-use crate::reader::StartAt;
+use crate::reader::{PartitionLag, StartAt};
 use crate::record::TopicPartition;
 
 /// A consumer group as the coordinator describes it.
@@ -32,34 +32,6 @@ pub struct MemberInfo {
     pub host: String,
     /// Partitions assigned to it.
     pub assignment: Vec<TopicPartition>,
-}
-
-/// A group's position in one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    /// The partition.
-    pub partition: TopicPartition,
-    /// The group's committed offset (the next record it will read), if any.
-    pub committed: Option<i64>,
-    /// Oldest offset stored.
-    pub low_watermark: i64,
-    /// Offset the next record written will get.
-    pub high_watermark: i64,
-    /// Records not yet consumed by the group.
-    pub lag: i64,
-}
-
-impl PartitionLag {
-    /// The lag of `partition`, whose committed offset is in `committed`
-    /// (counted from the low watermark when there is none).
-    pub(crate) fn of(partition: TopicPartition, committed: &TopicPartitionList, low: i64, high: i64) -> Self {
-        let offset = committed.find_partition(&partition.topic, partition.partition).and_then(|e| match e.offset() {
-            RdOffset::Offset(o) => Some(o),
-            _ => None,
-        });
-        let from = offset.unwrap_or(low).max(low);
-        PartitionLag { partition, committed: offset, low_watermark: low, high_watermark: high, lag: (high - from).max(0) }
-    }
 }
 
 /// Decodes a member's assignment in Kafka's consumer protocol

@@ -31,7 +31,7 @@ use tracing::info;
 
 pub use ack::Ack;
 pub use builder::{GroupReaderBuilder, GroupStart};
-pub use monitor::{ReaderCounters, ReaderMonitor};
+pub use monitor::{PartitionLag, ReaderCounters, ReaderMonitor};
 pub use rebalance::{GroupEvent, ListenerError, RebalanceListener};
 pub use typed::OnDecodeError;
 

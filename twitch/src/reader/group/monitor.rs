@@ -6,17 +6,46 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::flow::GroupConsumer;
 use super::rebalance::partition_list;
 use super::GroupReader;
 use crate::error::{Error, Result};
+use crate::record::TopicPartition;
 use crate::telemetry::Report;
-use crate::warden::PartitionLag;
 
 /// How long one lag look-up waits for the broker.
 const LAG_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A group's position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The group's committed offset (the next record it will read), if any.
+    pub committed: Option<i64>,
+    /// Oldest offset stored.
+    pub low_watermark: i64,
+    /// Offset the next record written will get.
+    pub high_watermark: i64,
+    /// Records not yet consumed by the group.
+    pub lag: i64,
+}
+
+impl PartitionLag {
+    /// The lag of `partition`, whose committed offset is in `committed`
+    /// (counted from the low watermark when there is none).
+    pub(crate) fn of(partition: TopicPartition, committed: &TopicPartitionList, low: i64, high: i64) -> Self {
+        let offset = committed.find_partition(&partition.topic, partition.partition).and_then(|e| match e.offset() {
+            RdOffset::Offset(o) => Some(o),
+            _ => None,
+        });
+        let from = offset.unwrap_or(low).max(low);
+        PartitionLag { partition, committed: offset, low_watermark: low, high_watermark: high, lag: (high - from).max(0) }
+    }
+}
 
 /// What a group reader counted so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

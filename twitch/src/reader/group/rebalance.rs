@@ -42,8 +42,7 @@ pub enum GroupEvent {
     Error(String),
 }
 
-/// The error a listener may return.
-pub type ListenerError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::ListenerError;
 
 /// Code that runs during a rebalance, on the reader's task, like Kafka's
 /// `ConsumerRebalanceListener`. Both methods do nothing by default.
