@@ -14,13 +14,18 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use monitor::page::{FRAME_EVERY, LIVE_PAGE_CONNECTED};
-use reliability::web::{serving_consumer, Browser, Serving};
+use reliability::web::{http_get, serving_consumer, Browser, Serving};
 use reliability::{wait_until, App};
 use temps::{ConsumerSummary, ProducerSummary};
 
 /// Readings, over three sensors: about 6 s.
 const READINGS: u64 = 1_500;
 const INTERVAL: &str = "4ms";
+
+/// The start of the page's lag row for partition `p`.
+fn lag_row(p: i32) -> String {
+    format!("<tr data-partition=\"{p}\">")
+}
 
 /// The rows of the page's table: sensor -> (readings, average).
 fn page_rows(dom: &str) -> BTreeMap<String, (String, String)> {
@@ -74,6 +79,19 @@ async fn the_live_page_shows_the_averages_average_temp_prints() -> Result<()> {
         Ok(consumer.reading_count() as u64 >= READINGS)
     })
     .await?;
+    // The lag is looked up every second, from the broker, which may take a
+    // few tries on a loaded machine: wait until the page has a row for each
+    // partition before stopping average_temp.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        consumer.check_running()?;
+        let page = http_get(&addr, "/").await?;
+        if (0..3).all(|p| page.contains(&lag_row(p))) {
+            break;
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "the page shows no lag row for some partition after 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The last readings are drawn within a frame.
     tokio::time::sleep(FRAME_EVERY * 3).await;
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-page.png");
@@ -104,7 +122,7 @@ async fn the_live_page_shows_the_averages_average_temp_prints() -> Result<()> {
         ensure!(dom.contains(&format!("<polyline data-series=\"{sensor}\"")), "no line for {sensor} on the chart");
     }
     for p in 0..3 {
-        ensure!(dom.contains(&format!("<tr data-partition=\"{p}\">")), "no lag row for partition {p}");
+        ensure!(dom.contains(&lag_row(p)), "no lag row for partition {p}");
     }
     eprintln!("page: {rows:?}, {frames} frames, screenshot {}", shot.display());
     Ok(())
