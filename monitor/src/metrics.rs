@@ -23,9 +23,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use twitch::reader::ReaderCounters;
+use twitch::reader::{PartitionLag, ReaderCounters};
 use twitch::telemetry::Report;
-use twitch::warden::PartitionLag;
 use twitch::writer::WriterCounters;
 
 /// The content type of the text format.

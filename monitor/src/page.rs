@@ -26,7 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 use tracing::info;
-use twitch::warden::PartitionLag;
+use twitch::reader::PartitionLag;
 
 use crate::svg::{escape, line_chart, Series};
 
