@@ -158,13 +158,7 @@ enum Stop {
 async fn main() -> ExitCode {
     let args = Args::parse();
     temps::logging::init();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("average_temp: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    temps::logging::exit_code("average_temp", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), AppError> {

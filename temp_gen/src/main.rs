@@ -163,15 +163,8 @@ impl From<twitch::Error> for AppError {
 async fn main() -> ExitCode {
     let args = Args::parse();
     temps::logging::init();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("temp_gen: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    temps::logging::exit_code("temp_gen", run(args).await)
 }
-
 
 async fn run(args: Args) -> Result<(), AppError> {
     // Installed first: from here on Ctrl-C and SIGTERM end the run cleanly.

@@ -95,13 +95,7 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 async fn main() -> ExitCode {
     let args = Args::parse();
     temps::logging::init();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("temp_sink: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    temps::logging::exit_code("temp_sink", run(args).await)
 }
 
 #[derive(Debug, thiserror::Error)]

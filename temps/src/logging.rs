@@ -1,7 +1,10 @@
 //! Logging for the apps: to stderr (stdout carries their output), filtered
-//! by `RUST_LOG` (default `info`), in colour only on a terminal.
+//! by `RUST_LOG` (default `info`), in colour only on a terminal; and how an
+//! app ends: a one-line cause on stderr and a non-zero exit code on error.
 
+use std::fmt::Display;
 use std::io::IsTerminal as _;
+use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,4 +15,16 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// The exit code of an app's run: success, or failure after printing
+/// `app: error: cause` on stderr.
+pub fn exit_code(app: &str, result: Result<(), impl Display>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{app}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
