@@ -179,8 +179,8 @@ impl GroupReaderBuilder {
     /// loaded broker answers late still leaves the member in the group.
     pub fn session_timeout(self, timeout: Duration) -> Self {
         let ms = timeout.as_millis().max(1);
-        let heartbeat = heartbeat_interval(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
-        self.set("session.timeout.ms", &ms.to_string()).set("heartbeat.interval.ms", &heartbeat.as_millis().to_string())
+        self.set("session.timeout.ms", &ms.to_string())
+            .set("heartbeat.interval.ms", &heartbeat_interval(timeout).as_millis().to_string())
     }
 
     /// Static membership: a restart with the same id within the session
