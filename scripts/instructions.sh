@@ -64,9 +64,9 @@ for case in "${cases[@]}"; do
             --target broker --quick --records "$records" --side "$side" --cases "$case" >"$out/$case.$side.log" 2>&1 ||
             { echo "instructions.sh: the bench failed; see $out/$case.$side.log" >&2; exit 1; }
         loop=$(inclusive "$file" 'twitch_bench::cases::run_pass::{{closure}}')
-        prefill=$(inclusive "$file" 'twitch_bench::cases::prefill::{{closure}}')
+        prefill=$(inclusive "$file" 'twitch_bench::cases::consume::prefill::{{closure}}')
         # The twitch side of the typed cases encodes the values once more, untimed, to count bytes.
-        sizing=$(inclusive "$file" 'twitch_bench::cases::encoded_size')
+        sizing=$(inclusive "$file" 'twitch_bench::cases::typed::encoded_size')
         per[$side]=$(((loop - prefill - sizing) / records))
     done
     printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$case" "$records" "${per[raw]}" "${per[raw-stored]:--}" "${per[twitch]}" \
