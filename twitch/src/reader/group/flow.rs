@@ -127,32 +127,13 @@ impl Flow {
     }
 
     /// The next record, in place, with its partition's offsets (where the
-    /// caller records it handed out or processed): carries out rebalances,
-    /// commits when due, applies backpressure, then takes a record from
-    /// `stream`.
-    ///
-    /// A record that is ready is taken without an await; only the rest
-    /// (rebalances, waiting for the broker) is boxed, so the caller's future
-    /// stays small and cheap to move (callers move it into a timeout or a
-    /// select on every read).
-    pub(super) async fn next_record<'c>(
-        &mut self,
-        consumer: &'c Arc<GroupConsumer>,
-        topics: &'c [Arc<str>],
-        stream: &mut MessageStream<'c, GroupContext>,
-    ) -> NextRecord<'c> {
-        // (Not a `match`: its scrutinee, an error's size, would stay in this
-        // future across the await.)
-        if let Some(next) = self.ready_record(consumer, topics, stream) {
-            return next;
-        }
-        Box::pin(self.wait_for_record(consumer, topics, stream)).await
-    }
-
-    /// The next record if one is ready and nothing else is to be done
-    /// first; `None` when the reader has to wait (for a record, or to carry
-    /// a rebalance out) or took a record it skips.
-    fn ready_record<'c>(
+    /// caller records it handed out or processed), if one is ready and
+    /// nothing else is to be done first: commits when due and applies
+    /// backpressure, then takes a record from `stream` without waiting.
+    /// `None` when the reader has to wait (for a record, or to carry a
+    /// rebalance out) or took a record it skips: then
+    /// [`wait_for_record`](Self::wait_for_record).
+    pub(super) fn ready_record<'c>(
         &mut self,
         consumer: &'c Arc<GroupConsumer>,
         topics: &'c [Arc<str>],
@@ -189,9 +170,9 @@ impl Flow {
         }
     }
 
-    /// [`next_record`](Self::next_record) when no record was ready: carries
-    /// rebalances out and waits.
-    async fn wait_for_record<'c>(
+    /// The next record when none was ready: carries rebalances out and
+    /// waits for one.
+    pub(super) async fn wait_for_record<'c>(
         &mut self,
         consumer: &'c Arc<GroupConsumer>,
         topics: &'c [Arc<str>],

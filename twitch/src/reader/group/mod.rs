@@ -135,7 +135,17 @@ impl GroupReader {
         let (consumer, topics) = (self.member.consumer(), &self.member.topics);
         // A stream per call, as rdkafka's own `recv` makes one.
         let mut stream = consumer.stream();
-        let (record, tracked) = match self.flow.next_record(consumer, topics, &mut stream).await {
+        // (Not a `match`: its scrutinee, the size of an error, would stay in
+        // this future across the await.)
+        let next = 'next: {
+            if let Some(next) = self.flow.ready_record(consumer, topics, &mut stream) {
+                break 'next next;
+            }
+            // Boxed: the wait is large, and callers move this future into a
+            // timeout or a select on every read.
+            Box::pin(self.flow.wait_for_record(consumer, topics, &mut stream)).await
+        };
+        let (record, tracked) = match next {
             Ok(next) => next,
             Err(e) => return Some(Err(e)),
         };
@@ -175,7 +185,11 @@ impl GroupReader {
         // makes one) per record.
         let mut stream = consumer.stream();
         loop {
-            let (record, tracked) = self.flow.next_record(consumer, topics, &mut stream).await?;
+            let next = match self.flow.ready_record(consumer, topics, &mut stream) {
+                Some(next) => next,
+                None => self.flow.wait_for_record(consumer, topics, &mut stream).await,
+            };
+            let (record, tracked) = next?;
             match process(&record) {
                 Ok(step) => {
                     tracked.processed_in_place(record.offset());
