@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cases::{Case, Sample, Side};
+use crate::cases::{Case, Sample, Side, FLOOR};
 use crate::stats::{max, median, median_ci95, min};
 
 /// Every round of one case on one target, per side.
@@ -125,6 +125,13 @@ impl CaseResult {
     fn paired(&self, other: Side) -> Option<(f64, Option<(f64, f64)>)> {
         let ratios = self.round_ratios(other);
         (!ratios.is_empty()).then(|| (median(&ratios), median_ci95(&ratios)))
+    }
+
+    /// The like-for-like raw side, if it ran, and the paired ratio against
+    /// it.
+    fn floor(&self) -> Option<(Side, (f64, Option<(f64, f64)>))> {
+        let side = self.case.like_for_like();
+        Some((side, self.paired(side)?))
     }
 
     /// The paired cell of `other`'s row: [`paired`](Self::paired).
@@ -250,6 +257,7 @@ impl Report {
         }
         self.render_notes(&mut out, &targets);
         let primary = if targets.contains(&"broker") { "broker" } else { "mock" };
+        self.render_floor(&mut out, primary);
         let _ = writeln!(
             out,
             "\n# ratios (target {primary}): twitch/raw, twitch/rskafka, twitch/twitch-noidem; higher is better for twitch; \
@@ -278,7 +286,26 @@ impl Report {
                 }
             }
         }
+        // `floor <case> <median> <like-for-like side>`: the paired ratio the
+        // floor applies to.
+        for r in self.results.iter().filter(|r| r.target == primary) {
+            if let Some((side, (m, _))) = r.floor() {
+                let _ = writeln!(out, "floor {} {m:.3} {}", r.case.name, side.name());
+            }
+        }
         out
+    }
+
+    /// Each case's paired ratio against its like-for-like raw side, and
+    /// whether it holds the floor.
+    fn render_floor(&self, out: &mut String, target: &str) {
+        let _ = writeln!(out, "\n## the floor (target {target}): twitch over its like-for-like raw side, paired, at least {FLOOR}\n");
+        for r in self.results.iter().filter(|r| r.target == target) {
+            let Some((side, (m, ci))) = r.floor() else { continue };
+            let ci = ci.map(|(lo, hi)| format!(" [{lo:.2}, {hi:.2}]")).unwrap_or_default();
+            let verdict = if m >= FLOOR { "holds" } else { "BELOW" };
+            let _ = writeln!(out, "- {}: {m:.3}{ci} against {}: {verdict}", r.case.name, side.name());
+        }
     }
 
     fn render_throughput(&self, out: &mut String, target: &str) {
@@ -446,6 +473,16 @@ fn human_bytes(n: usize) -> String {
 mod tests {
     use super::*;
 
+    /// 1,000 records in `millis`.
+    fn sample(millis: u64) -> Sample {
+        Sample {
+            records: 1_000,
+            bytes: 0,
+            span: crate::stats::Span { wall: std::time::Duration::from_millis(millis), ..Default::default() },
+            latency: None,
+        }
+    }
+
     #[test]
     fn formats_numbers() {
         assert_eq!(thousands(1234567.4), "1,234,567");
@@ -456,12 +493,6 @@ mod tests {
 
     #[test]
     fn rounds_ratios_pair_each_rounds_two_sides() {
-        let sample = |millis: u64| Sample {
-            records: 1_000,
-            bytes: 0,
-            span: crate::stats::Span { wall: std::time::Duration::from_millis(millis), ..Default::default() },
-            latency: None,
-        };
         let case = crate::cases::all(true).remove(0);
         let mut r = CaseResult::new("broker", case);
         // Round 1: twitch twice as fast; round 2: half as fast; round 3: equal.
@@ -488,5 +519,35 @@ mod tests {
         assert_eq!(r.ratio_cell(Side::Rskafka), "**4.00**");
         assert_eq!(line_name("paired", Side::Rskafka), "paired-rskafka");
         assert_eq!(line_name("ratio", Side::Raw), "ratio");
+    }
+
+    #[test]
+    fn the_floor_is_against_the_raw_side_that_promises_the_same() {
+        let case = |name: &str| crate::cases::all(true).into_iter().find(|c| c.name == name).unwrap();
+        // One round of `name` (raw, raw-stored and twitch taking these
+        // milliseconds): its floor and its line in the report.
+        let one_round = |name: &str, raw: u64, stored: u64, twitch: u64| {
+            let mut r = CaseResult::new("broker", case(name));
+            r.push(Side::Raw, sample(raw));
+            r.push(Side::RawStored, sample(stored));
+            r.push(Side::Twitch, sample(twitch));
+            let floor = r.floor();
+            let mut report = Report::new(String::new(), String::new(), 1, true);
+            report.push(r);
+            let mut out = String::new();
+            report.render_floor(&mut out, "broker");
+            (floor, out)
+        };
+        assert_eq!(CaseResult::new("broker", case("group-read")).floor(), None, "no rounds, no floor");
+        // Acks of records read: against raw storing each processed offset.
+        let (floor, out) = one_round("group-read", 80, 100, 100);
+        assert_eq!(floor, Some((Side::RawStored, (1.0, None))));
+        assert!(out.contains("- group-read: 1.000 against raw-stored: holds"), "{out}");
+        // Records processed in order inside the reader: against plain raw.
+        let (floor, out) = one_round("group-read-each", 90, 100, 100);
+        assert_eq!(floor, Some((Side::Raw, (0.9, None))));
+        assert!(out.contains("- group-read-each: 0.900 against raw: BELOW"), "{out}");
+        assert_eq!(case("partition-read").like_for_like(), Side::Raw);
+        assert_eq!(case("seed").like_for_like(), Side::Raw);
     }
 }

@@ -25,6 +25,10 @@ use latency::{raw_latency, twitch_latency};
 use produce::{raw_produce, rskafka_produce, twitch_keyed_produce, twitch_partition_produce};
 use typed::{raw_typed, twitch_typed};
 
+/// The lowest paired ratio of twitch over its like-for-like raw side
+/// ([`Case::like_for_like`]) that twitch accepts.
+pub const FLOOR: f64 = 0.95;
+
 /// How long a consumer may see nothing before the case fails.
 const IDLE: Duration = Duration::from_secs(30);
 /// Flush timeout for both sides.
@@ -122,6 +126,19 @@ impl Case {
         match self.mock_pass {
             Some(per) if target.is_mock() && per < self.count => (per, self.count.div_ceil(per)),
             _ => (self.count, 1),
+        }
+    }
+
+    /// The raw side that does what twitch's side promises, against which
+    /// twitch's floor (a paired ratio of [`FLOOR`]) holds: raw-stored for
+    /// the group reads that ack each record, as those commit only what was
+    /// acked while plain raw commits the highest offset read (right only for
+    /// a record processed before the next is read, which `for_each_ref`
+    /// guarantees); plain raw everywhere else.
+    pub fn like_for_like(&self) -> Side {
+        match self.kind {
+            Kind::GroupRead(GroupReading::InPlace | GroupReading::Owned) => Side::RawStored,
+            _ => Side::Raw,
         }
     }
 
