@@ -136,7 +136,7 @@ impl GroupReader {
         // A stream per call, as rdkafka's own `recv` makes one.
         let mut stream = consumer.stream();
         // (Not a `match`: its scrutinee, the size of an error, would stay in
-        // this future across the await.)
+        // this future across the await; see `a_read_is_a_small_future`.)
         let next = 'next: {
             if let Some(next) = self.flow.ready_record(consumer, topics, &mut stream) {
                 break 'next next;
@@ -312,5 +312,17 @@ mod tests {
         fn send_and_sync<T: Send + Sync>() {}
         send_and_sync::<super::GroupReader>();
         send_and_sync::<crate::PartitionReader>();
+    }
+
+    /// Callers move `next_ref`'s future into a timeout or a select on every
+    /// read: it holds no record or error, and the wait for one is boxed.
+    #[test]
+    fn a_read_is_a_small_future() {
+        fn size_of_future<'r, F: std::future::Future + 'r>(_: impl FnOnce(&'r mut super::GroupReader) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let (next_ref, next) = (size_of_future(super::GroupReader::next_ref), size_of_future(super::GroupReader::next));
+        assert!(next_ref <= 96, "next_ref's future is {next_ref} bytes");
+        assert!(next <= 112, "next's future is {next} bytes");
     }
 }
