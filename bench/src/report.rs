@@ -5,6 +5,10 @@ use std::fmt::Write as _;
 use crate::cases::{Case, Sample, Side, FLOOR};
 use crate::stats::{max, median, median_ci95, min};
 
+/// A paired ratio: the median of the rounds' ratios, and its 95 %
+/// confidence interval from six rounds on.
+type Paired = (f64, Option<(f64, f64)>);
+
 /// Every round of one case on one target, per side.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
@@ -122,14 +126,14 @@ impl CaseResult {
     /// The median of the rounds' own ratios, and its 95 % confidence
     /// interval from six rounds on. Pairing each round's two sides cancels
     /// the machine's slow drifts, which the ratio of the medians does not.
-    fn paired(&self, other: Side) -> Option<(f64, Option<(f64, f64)>)> {
+    fn paired(&self, other: Side) -> Option<Paired> {
         let ratios = self.round_ratios(other);
         (!ratios.is_empty()).then(|| (median(&ratios), median_ci95(&ratios)))
     }
 
     /// The like-for-like raw side, if it ran, and the paired ratio against
     /// it.
-    fn floor(&self) -> Option<(Side, (f64, Option<(f64, f64)>))> {
+    fn floor(&self) -> Option<(Side, Paired)> {
         let side = self.case.like_for_like();
         Some((side, self.paired(side)?))
     }
