@@ -179,8 +179,10 @@ pub enum Error {
         source: KafkaError,
     },
 
-    /// A record is larger than the producer (or broker) accepts.
-    #[error("record of {size} bytes exceeds the limit of {limit} bytes (raise `message.max.bytes` on the client and the broker's `max.message.bytes`)")]
+    /// A record is larger than the producer (or broker) accepts: librdkafka
+    /// counts its key, value and headers plus its framing (a few dozen
+    /// bytes) against `message.max.bytes`.
+    #[error("record of {size} bytes is over the limit of {limit} bytes with its framing (raise `message.max.bytes` on the client and the broker's `max.message.bytes`)")]
     RecordTooLarge {
         /// Size of the record, key and headers included.
         size: usize,

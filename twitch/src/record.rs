@@ -206,6 +206,7 @@ pub(crate) fn headers_size(headers: &[Header]) -> usize {
 
 /// librdkafka headers from ours, plus one `extra` header; `None` when there
 /// are none at all.
+#[inline]
 pub(crate) fn rd_headers(headers: &[Header], extra: Option<(&str, &str)>) -> Option<OwnedHeaders> {
     if headers.is_empty() && extra.is_none() {
         return None;

@@ -29,7 +29,6 @@ const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 pub(super) struct DeliveryTracker {
     /// Delivery reports received, successes and failures.
     reported: AtomicU64,
-    delivered: AtomicU64,
     last_offset: AtomicI64,
     failures: Mutex<Vec<DeliveryFailure>>,
     /// The report count a waiter (for queue room or a flush) waits for;
@@ -69,7 +68,6 @@ impl ProducerContext for DeliveryTracker {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(msg) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
                 self.last_offset.fetch_max(msg.offset(), Ordering::Relaxed);
             }
             Err((err, msg)) => {
@@ -195,7 +193,9 @@ impl WriterCore {
 
     /// Records acknowledged by the broker so far.
     pub(super) fn delivered(&self) -> u64 {
-        self.tracker().delivered.load(Ordering::Relaxed)
+        // Failures are counted before their report.
+        let reported = self.tracker().reported();
+        reported.saturating_sub(self.failed())
     }
 
     /// Delivery reports that were failures so far.
@@ -250,16 +250,12 @@ impl WriterCore {
     }
 
     /// Queues one record, waiting while librdkafka's queue is full.
+    /// librdkafka refuses a record over `message.max.bytes` itself.
     pub(super) async fn enqueue(&mut self, out: Outgoing<'_>) -> Result<()> {
-        let size = out.size();
-        if size > self.max_message_bytes {
-            return Err(Error::RecordTooLarge { size, limit: self.max_message_bytes });
-        }
-        let partition = out.partition;
         let format = out.format.map(|f| (FORMAT_HEADER, f.name()));
         let mut base = BaseRecord {
             topic: &self.topic,
-            partition,
+            partition: out.partition,
             payload: Some(out.payload),
             key: out.key,
             timestamp: out.timestamp,
@@ -273,7 +269,7 @@ impl WriterCore {
                     base = back;
                     self.wait_for_room().await;
                 }
-                Err((source, _)) => return Err(self.send_error(source, partition, size)),
+                Err((source, _)) => return Err(self.send_error(source, &out)),
             }
         }
         self.queued += 1;
@@ -293,12 +289,12 @@ impl WriterCore {
     }
 
     /// The error of a send librdkafka refused.
-    fn send_error(&self, source: KafkaError, partition: Option<i32>, size: usize) -> Error {
+    fn send_error(&self, source: KafkaError, out: &Outgoing<'_>) -> Error {
         match source {
             KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                Error::RecordTooLarge { size, limit: self.max_message_bytes }
+                Error::RecordTooLarge { size: out.size(), limit: self.max_message_bytes }
             }
-            source => Error::Produce { topic: self.topic.clone(), partition, source },
+            source => Error::Produce { topic: self.topic.clone(), partition: out.partition, source },
         }
     }
 

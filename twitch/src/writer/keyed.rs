@@ -47,7 +47,7 @@ impl KeyedWriter {
 
     /// Queues a record; its key picks the partition.
     pub async fn produce(&mut self, record: Record) -> Result<()> {
-        self.produce_ref(&record).await
+        self.core.enqueue(Outgoing::record(None, &record)).await
     }
 
     /// Same as [`produce`](Self::produce), without taking the record, so

@@ -51,7 +51,7 @@ impl PartitionWriter {
     /// Queues a record for the partition; waits only while the send queue is
     /// full. The payload goes out byte for byte.
     pub async fn produce(&mut self, record: Record) -> Result<()> {
-        self.produce_ref(&record).await
+        self.core.enqueue(Outgoing::record(Some(self.partition), &record)).await
     }
 
     /// Same as [`produce`](Self::produce), without taking the record:
