@@ -268,7 +268,7 @@ async fn wait_for_topic(
                 info!(topic, partitions = info.partitions.len(), readings = info.len(), "topic found");
                 return Ok(());
             }
-            Err(twitch::Error::UnknownTopic { .. }) => {}
+            Err(e) if matches!(e.kind(), twitch::ErrorKind::UnknownTopic { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         let now = Instant::now();
@@ -320,24 +320,26 @@ async fn read_loop(
                 ack.ack();
                 watch.activity();
             }
-            Some(Err(twitch::Error::Decode { record, source })) => {
-                warn!(
-                    topic = %record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    key = %String::from_utf8_lossy(record.key().unwrap_or_default()),
-                    error = %source,
-                    "cannot decode a reading; skipped"
-                );
-                reader.mark_processed(&record);
-                observer.undecodable();
-                watch.activity();
-            }
-            Some(Err(e @ twitch::Error::Consume { .. })) => {
-                warn!(error = %e, "consuming failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Some(Err(e)) => return Err(e.into()),
+            Some(Err(e)) => match e.into_kind() {
+                twitch::ErrorKind::Decode { record, source } => {
+                    warn!(
+                        topic = %record.topic,
+                        partition = record.partition,
+                        offset = record.offset,
+                        key = %String::from_utf8_lossy(record.key().unwrap_or_default()),
+                        error = %source,
+                        "cannot decode a reading; skipped"
+                    );
+                    reader.mark_processed(&record);
+                    observer.undecodable();
+                    watch.activity();
+                }
+                consume @ twitch::ErrorKind::Consume { .. } => {
+                    warn!(error = %consume, "consuming failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return Err(twitch::Error::from(other).into()),
+            },
         }
     }
 }

@@ -17,7 +17,7 @@ fn run(bin: &str, args: &[&str]) -> String {
 async fn end_offset(cluster: &KafkaCluster, topic: &str) -> i64 {
     match cluster.topic(topic).await {
         Ok(info) => info.partitions[0].high_watermark,
-        Err(twitch::Error::UnknownTopic { .. }) => 0,
+        Err(e) if matches!(e.kind(), twitch::ErrorKind::UnknownTopic { .. }) => 0,
         Err(e) => panic!("{e}"),
     }
 }

@@ -150,11 +150,11 @@ enum AppError {
 
 impl From<twitch::Error> for AppError {
     fn from(e: twitch::Error) -> Self {
-        match e {
-            twitch::Error::PartitionCountMismatch { topic, expected, actual } => {
+        match e.into_kind() {
+            twitch::ErrorKind::PartitionCountMismatch { topic, expected, actual } => {
                 AppError::WrongPartitionCount { topic, expected, actual }
             }
-            other => AppError::Kafka(other),
+            other => AppError::Kafka(other.into()),
         }
     }
 }

@@ -144,7 +144,7 @@ pub async fn read_loop(
                     return Ok(());
                 }
             }
-            Some(Err(e @ (twitch::Error::Listener { .. } | twitch::Error::Consume { .. }))) => {
+            Some(Err(e)) if matches!(e.kind(), twitch::ErrorKind::Listener { .. } | twitch::ErrorKind::Consume { .. }) => {
                 let wait = backoff.next();
                 warn!(error = %crate::chain(&e), retry_in = ?wait, "reading failed; retrying");
                 tokio::time::sleep(wait).await;

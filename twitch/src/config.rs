@@ -168,7 +168,7 @@ mod tests {
         }
         for bad in ["", "localhost", "host:", ":9092", "h:port", "h:0", "a:1,,b:2"] {
             let err = ClientSettings::new(bad, "t").validate().unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig { .. }), "{bad}: {err}");
+            assert!(matches!(err.kind(), crate::ErrorKind::InvalidConfig { .. }), "{bad}: {err}");
         }
     }
 }

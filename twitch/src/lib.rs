@@ -14,7 +14,7 @@ pub mod warden;
 pub mod writer;
 
 pub use codec::Format;
-pub use error::{DeliveryFailure, Error, Result, TransactionErrorKind};
+pub use error::{DeliveryFailure, Error, ErrorKind, Result, TransactionErrorKind};
 pub use reader::{Ack, Decoded, GroupReader, PartitionReader, StartAt};
 pub use record::{ConsumedRecord, Header, Offset, Record, RecordMeta, RecordRef, TopicPartition};
 pub use warden::{KafkaCluster, TopicConfiguration};

@@ -40,7 +40,7 @@ pub use topics::{BrokerInfo, PartitionInfo, TopicConfiguration, TopicInfo};
 
 pub use crate::config::validate_topic_name;
 pub use crate::reader::PartitionLag;
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
 use crate::record::TopicPartition;
 use crate::writer::{KeyedWriter, PartitionWriter, TransactionalWriter};
@@ -168,7 +168,7 @@ impl KafkaCluster {
             // auto.create.topics.enable would).
             .client_config(&[("allow.auto.create.topics", "false")])
             .create()
-            .map_err(|source| Error::ClientCreation { role: "admin client", source })?;
+            .map_err(|source| ErrorKind::ClientCreation { role: "admin client", source })?;
         let admin = Arc::new(admin);
         *slot = Some(Arc::clone(&admin));
         Ok(admin)
@@ -180,7 +180,7 @@ impl KafkaCluster {
         f: impl FnOnce(&AdminClient<DefaultClientContext>) -> T + Send + 'static,
     ) -> Result<T> {
         let admin = self.admin()?;
-        tokio::task::spawn_blocking(move || f(&admin)).await.map_err(|e| Error::Task(e.to_string()))
+        tokio::task::spawn_blocking(move || f(&admin)).await.map_err(|e| ErrorKind::Task(e.to_string()).into())
     }
 
     async fn metadata(&self, topic: Option<String>, timeout: Duration) -> Result<Metadata, KafkaError> {
@@ -195,7 +195,7 @@ impl KafkaCluster {
 
     /// Waits until a broker answers a metadata request, retrying with
     /// exponential backoff (100 ms up to 2 s) until the broker timeout, then
-    /// fails with [`Error::BrokersUnavailable`].
+    /// fails with [`ErrorKind::BrokersUnavailable`].
     pub async fn wait_for_brokers(&self) -> Result<Vec<BrokerInfo>> {
         self.inner.settings.validate()?;
         let started = Instant::now();
@@ -218,11 +218,11 @@ impl KafkaCluster {
                 Err(e) => e,
             };
             if Instant::now() + backoff >= deadline {
-                return Err(Error::BrokersUnavailable {
+                return Err(ErrorKind::BrokersUnavailable {
                     brokers: self.inner.settings.brokers().to_owned(),
                     waited: started.elapsed(),
                     source: err,
-                });
+                }.into());
             }
             debug!(error = %err, ?backoff, "brokers not ready yet");
             tokio::time::sleep(backoff).await;
@@ -256,13 +256,13 @@ impl KafkaCluster {
         let results = admin
             .create_topics(&new_topics, &self.admin_options())
             .await
-            .map_err(|source| Error::Admin { operation: "create topics", source })?;
+            .map_err(|source| ErrorKind::Admin { operation: "create topics", source })?;
         for res in results {
             match res {
                 Ok(name) => info!(topic = %name, "topic created"),
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "topic exists"),
                 Err((topic, code)) => {
-                    return Err(Error::TopicAdmin { operation: "creation", topic, code, detail: None });
+                    return Err(ErrorKind::TopicAdmin { operation: "creation", topic, code, detail: None }.into());
                 }
             }
         }
@@ -273,7 +273,7 @@ impl KafkaCluster {
     }
 
     /// Waits until metadata shows `topic` with a leader for every partition,
-    /// up to the request timeout ([`Error::UnknownTopic`] then).
+    /// up to the request timeout ([`ErrorKind::UnknownTopic`] then).
     pub async fn wait_for_topic(&self, topic: &str) -> Result<()> {
         validate_topic_name(topic)?;
         let deadline = Instant::now() + self.inner.request_timeout;
@@ -291,41 +291,41 @@ impl KafkaCluster {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(Error::UnknownTopic { topic: topic.to_owned() });
+                return Err(ErrorKind::UnknownTopic { topic: topic.to_owned() }.into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Creates the topic if needed and checks it has the configured number of
-    /// partitions ([`Error::PartitionCountMismatch`] otherwise).
+    /// partitions ([`ErrorKind::PartitionCountMismatch`] otherwise).
     pub async fn ensure_topic(&self, config: &TopicConfiguration) -> Result<TopicInfo> {
         self.create_topics(std::slice::from_ref(config)).await?;
         let info = self.topic(&config.name).await?;
         let actual = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
         if actual != config.partitions {
-            return Err(Error::PartitionCountMismatch {
+            return Err(ErrorKind::PartitionCountMismatch {
                 topic: config.name.clone(),
                 expected: config.partitions,
                 actual,
-            });
+            }.into());
         }
         Ok(info)
     }
 
     /// Deletes topics. A topic that does not exist is reported as
-    /// [`Error::TopicAdmin`] with code `UnknownTopicOrPartition`.
+    /// [`ErrorKind::TopicAdmin`] with code `UnknownTopicOrPartition`.
     pub async fn delete_topics(&self, topics: &[&str]) -> Result<()> {
         let admin = self.admin()?;
         let results = admin
             .delete_topics(topics, &self.admin_options())
             .await
-            .map_err(|source| Error::Admin { operation: "delete topics", source })?;
+            .map_err(|source| ErrorKind::Admin { operation: "delete topics", source })?;
         for res in results {
             match res {
                 Ok(name) => info!(topic = %name, "topic deleted"),
                 Err((topic, code)) => {
-                    return Err(Error::TopicAdmin { operation: "deletion", topic, code, detail: None });
+                    return Err(ErrorKind::TopicAdmin { operation: "deletion", topic, code, detail: None }.into());
                 }
             }
         }
@@ -344,7 +344,7 @@ impl KafkaCluster {
             .await?
             .into_iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| Error::UnknownTopic { topic: name.to_owned() })
+            .ok_or_else(|| ErrorKind::UnknownTopic { topic: name.to_owned() }.into())
     }
 
     async fn topic_infos(&self, only: Option<String>) -> Result<Vec<TopicInfo>> {
@@ -354,7 +354,7 @@ impl KafkaCluster {
                 let client = admin.inner();
                 // A request for all topics never auto-creates one; a request
                 // naming a missing topic may, on some brokers.
-                let md = client.fetch_metadata(None, timeout).map_err(|source| Error::Metadata { source })?;
+                let md = client.fetch_metadata(None, timeout).map_err(|source| ErrorKind::Metadata { source })?;
                 let mut out = Vec::new();
                 for t in md.topics().iter().filter(|t| only.as_deref().is_none_or(|o| o == t.name())) {
                     if let Some(err) = t.error() {
@@ -362,13 +362,13 @@ impl KafkaCluster {
                         if code == RDKafkaErrorCode::UnknownTopicOrPartition {
                             continue;
                         }
-                        return Err(Error::Metadata { source: KafkaError::MetadataFetch(code) });
+                        return Err(ErrorKind::Metadata { source: KafkaError::MetadataFetch(code) }.into());
                     }
                     let mut partitions = Vec::with_capacity(t.partitions().len());
                     for p in t.partitions() {
                         let (low, high) = client
                             .fetch_watermarks(t.name(), p.id(), timeout)
-                            .map_err(|source| Error::Metadata { source })?;
+                            .map_err(|source| ErrorKind::Metadata { source })?;
                         partitions.push(PartitionInfo {
                             id: p.id(),
                             leader: p.leader(),

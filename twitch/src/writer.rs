@@ -10,7 +10,7 @@
 //! `produce` returns once librdkafka has queued the record; when that queue is
 //! full it waits (backpressure) instead of failing. `flush` waits for the
 //! broker's acknowledgements and returns every record that was not delivered,
-//! with its reason, as [`Error::Delivery`](crate::Error::Delivery).
+//! with its reason, as [`ErrorKind::Delivery`](crate::ErrorKind::Delivery).
 //!
 //! Each writer owns its producer. A writer dropped with records in flight
 //! (queued, not yet acknowledged) flushes them first, blocking.

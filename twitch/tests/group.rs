@@ -9,7 +9,7 @@ use common::{cluster, init_logging, topic, unique};
 use tokio::time::timeout;
 use twitch::reader::{GroupEvent, OnDecodeError, Step};
 use twitch::warden::KafkaCluster;
-use twitch::{Error, Format, GroupReader, Record, TopicPartition};
+use twitch::{Error, ErrorKind, Format, GroupReader, Record, TopicPartition};
 
 /// Writes `n` records with keys `k0..` (spread by the partitioner); payload = index.
 async fn write_keyed(cluster: &KafkaCluster, topic: &str, range: std::ops::Range<u32>) {
@@ -181,7 +181,7 @@ async fn warden_reports_members_assignments_and_lag() {
     cluster.reset_group_offsets(&group, &topic, twitch::StartAt::Beginning).await.unwrap();
     let lag = cluster.group_lag(&group, &topic).await.unwrap();
     assert_eq!(lag.iter().map(|p| p.lag).sum::<i64>(), 90, "{lag:?}");
-    assert!(matches!(cluster.consumer_group(&unique("nobody")).await, Err(Error::UnknownGroup { .. })));
+    assert!(matches!(cluster.consumer_group(&unique("nobody")).await.map_err(Error::into_kind), Err(ErrorKind::UnknownGroup { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -258,8 +258,8 @@ async fn undecodable_records_fail_or_go_to_the_dead_letter_topic() {
     let mut strict = cluster.group_reader(&unique("g-strict")).topic(&topic).build().unwrap();
     let first = timeout(Duration::from_secs(20), strict.next_typed::<u32>()).await.unwrap().unwrap().unwrap();
     first.1.ack();
-    match timeout(Duration::from_secs(10), strict.next_typed::<u32>()).await.unwrap().unwrap() {
-        Err(Error::Decode { record, .. }) => {
+    match timeout(Duration::from_secs(10), strict.next_typed::<u32>()).await.unwrap().unwrap().map_err(Error::into_kind) {
+        Err(ErrorKind::Decode { record, .. }) => {
             assert_eq!(record.offset, 1);
             assert_eq!(strict.processed_offsets(), vec![(TopicPartition::new(&topic, 0), 1)], "not committed past it");
             strict.mark_processed(&record);
@@ -299,10 +299,10 @@ async fn undecodable_records_fail_or_go_to_the_dead_letter_topic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn group_reader_settings_are_checked() {
     let cluster = cluster();
-    assert!(matches!(cluster.group_reader("g").build(), Err(Error::InvalidConfig { .. })));
-    assert!(matches!(cluster.group_reader("").topic("t").build(), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(cluster.group_reader("g").build().map_err(Error::into_kind), Err(ErrorKind::InvalidConfig { .. })));
+    assert!(matches!(cluster.group_reader("").topic("t").build().map_err(Error::into_kind), Err(ErrorKind::InvalidConfig { .. })));
     let auto = cluster.group_reader("g").topic("t").set("enable.auto.commit", "true").build();
-    assert!(matches!(auto, Err(Error::InvalidConfig { .. })));
+    assert!(matches!(auto.map_err(Error::into_kind), Err(ErrorKind::InvalidConfig { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread")]

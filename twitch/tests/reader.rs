@@ -8,7 +8,7 @@ use common::{cluster, topic};
 use futures::StreamExt;
 use twitch::reader::StartAt;
 use twitch::warden::KafkaCluster;
-use twitch::{Error, Format, Record, TopicPartition};
+use twitch::{Error, ErrorKind, Format, Record, TopicPartition};
 
 async fn write(cluster: &KafkaCluster, topic: &str, partition: i32, payloads: impl IntoIterator<Item = Vec<u8>>) {
     let mut w = cluster.get_writer_for_partition(TopicPartition::new(topic, partition)).unwrap();
@@ -83,8 +83,8 @@ async fn reads_the_same_partition_number_of_two_topics_apart() {
     let (ta, tb) = (TopicPartition::new(&a, 0), TopicPartition::new(&b, 0));
     let both = || cluster.partition_reader().partition(ta.clone()).partition(tb.clone());
     // The end of "partition 0" would be ambiguous: refused.
-    match both().stop_at_end(true).build() {
-        Err(Error::InvalidConfig { message }) => assert!(message.contains("partition 0"), "{message}"),
+    match both().stop_at_end(true).build().map_err(Error::into_kind) {
+        Err(ErrorKind::InvalidConfig { message }) => assert!(message.contains("partition 0"), "{message}"),
         other => panic!("stop_at_end over two partitions 0 was accepted: {other:?}"),
     }
     let mut reader = both().build().unwrap();
@@ -108,23 +108,23 @@ async fn undecodable_records_come_back_as_errors_and_the_stream_goes_on() {
     let items: Vec<_> = reader.typed::<u64>().collect().await;
     assert_eq!(items.len(), 4);
     assert_eq!(items[0].as_ref().unwrap().value, 1);
-    match &items[1] {
-        Err(Error::Decode { record, .. }) => {
+    match items[1].as_ref().map_err(Error::kind) {
+        Err(ErrorKind::Decode { record, .. }) => {
             assert_eq!(record.offset, 1);
             assert_eq!(record.payload(), b"garbage");
         }
         other => panic!("expected a decode error, got {other:?}"),
     }
-    assert!(matches!(&items[2], Err(Error::Decode { record, .. }) if record.offset == 2));
+    assert!(matches!(items[2].as_ref().map_err(Error::kind), Err(ErrorKind::Decode { record, .. }) if record.offset == 2));
     assert_eq!(items[3].as_ref().unwrap().value, 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reader_needs_partitions_and_valid_topics() {
     let cluster = cluster();
-    assert!(matches!(cluster.partition_reader().build(), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(cluster.partition_reader().build().map_err(Error::into_kind), Err(ErrorKind::InvalidConfig { .. })));
     let bad = cluster.partition_reader().partition(TopicPartition::new("no spaces", 0)).build();
-    assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
+    assert!(matches!(bad.map_err(Error::into_kind), Err(ErrorKind::InvalidConfig { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -235,8 +235,8 @@ async fn typed_reads_without_headers_decode_every_record_with_the_reader_format(
     // (and comes back whole), and no headers are copied.
     let ignored = read(false).await;
     assert_eq!(ignored.len(), 2);
-    match &ignored[0] {
-        Err(Error::Decode { record, .. }) => assert_eq!(record.offset, 0),
+    match ignored[0].as_ref().map_err(Error::kind) {
+        Err(ErrorKind::Decode { record, .. }) => assert_eq!(record.offset, 0),
         other => panic!("the bincode record decoded as JSON: {other:?}"),
     }
     let second = ignored[1].as_ref().unwrap();
@@ -248,7 +248,7 @@ async fn typed_reads_without_headers_decode_every_record_with_the_reader_format(
         let mut reader = cluster.partition_reader().partition(tp.clone()).format(Format::Json).typed_headers(headers).stop_at_end(true).build().unwrap();
         let mut values = Vec::new();
         while let Some(value) = reader.next_value::<Reading>().await {
-            values.push(value.map(|r| r.sensor).map_err(|e| matches!(e, Error::Decode { .. })));
+            values.push(value.map(|r| r.sensor).map_err(|e| matches!(e.kind(), ErrorKind::Decode { .. })));
         }
         let first = if headers { Ok("a".to_owned()) } else { Err(true) };
         assert_eq!(values, vec![first, Ok("b".to_owned())], "typed_headers({headers})");

@@ -10,7 +10,7 @@ use twitch::codec::{Format, FORMAT_HEADER};
 use twitch::partitioner::partition_for_key;
 use twitch::warden::KafkaCluster;
 use rdkafka::types::RDKafkaErrorCode;
-use twitch::{ConsumedRecord, Error, Record, TopicPartition};
+use twitch::{ConsumedRecord, Error, ErrorKind, Record, TopicPartition};
 
 /// Reads every record of `partitions` of `topic` from the beginning.
 async fn read_all(cluster: &KafkaCluster, topic: &str, partitions: i32) -> Vec<ConsumedRecord> {
@@ -114,15 +114,15 @@ async fn failed_deliveries_come_back_with_their_records() {
         let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 7)).unwrap();
         match writer.produce(Record::new(b"lost?".to_vec()).with_key("k")).await {
             Ok(()) => {}
-            Err(e @ Error::Produce { partition: Some(7), .. }) => {
+            Err(e) if matches!(e.kind(), ErrorKind::Produce { partition: Some(7), .. }) => {
                 assert_eq!(e.kafka_code(), Some(RDKafkaErrorCode::UnknownPartition), "{e}");
                 assert_eq!(writer.in_flight(), 0, "a refused record is not queued");
                 continue;
             }
             Err(other) => panic!("expected the record queued or refused as UnknownPartition, got {other:?}"),
         }
-        match writer.flush_async().await {
-            Err(Error::Delivery { failures }) => {
+        match writer.flush_async().await.map_err(Error::into_kind) {
+            Err(ErrorKind::Delivery { failures }) => {
                 assert_eq!(failures.len(), 1);
                 assert_eq!(failures[0].record.payload, b"lost?");
                 assert_eq!(failures[0].record.key.as_deref(), Some(&b"k"[..]));
@@ -140,8 +140,8 @@ async fn oversized_records_are_refused_with_size_and_limit() {
     let cluster = KafkaCluster::builder(common::brokers()).set("message.max.bytes", "10000").build().unwrap();
     let topic = topic(&cluster, "writer-big", 1).await;
     let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap();
-    match writer.produce(Record::new(vec![7; 20_000])).await {
-        Err(Error::RecordTooLarge { size, limit }) => assert_eq!((size, limit), (20_000, 10_000)),
+    match writer.produce(Record::new(vec![7; 20_000])).await.map_err(Error::into_kind) {
+        Err(ErrorKind::RecordTooLarge { size, limit }) => assert_eq!((size, limit), (20_000, 10_000)),
         other => panic!("expected RecordTooLarge, got {other:?}"),
     }
     // The writer still works afterwards.
@@ -242,8 +242,8 @@ async fn nothing_is_in_flight_after_a_flush() {
 async fn librdkafka_settings_pass_through_unchanged() {
     // librdkafka itself refuses a bad value, so the setting reached it.
     let cluster = KafkaCluster::builder(common::brokers()).set("security.protocol", "carrier-pigeon").build().unwrap();
-    match cluster.get_writer_for_partition(TopicPartition::new("any", 0)) {
-        Err(Error::ClientCreation { role: "producer", source }) => {
+    match cluster.get_writer_for_partition(TopicPartition::new("any", 0)).map_err(Error::into_kind) {
+        Err(ErrorKind::ClientCreation { role: "producer", source }) => {
             assert!(source.to_string().contains("security.protocol"), "{source}")
         }
         other => panic!("expected the client to refuse the setting, got {other:?}"),

@@ -6,7 +6,7 @@
 //!
 //! Both yield [`ConsumedRecord`]s, raw or decoded into typed values through a
 //! [`Format`]. A record that does not decode comes back
-//! as [`Error::Decode`] carrying the raw record; the
+//! as [`ErrorKind::Decode`] carrying the raw record; the
 //! stream goes on.
 
 mod group;
@@ -21,7 +21,7 @@ pub use partition::{PartitionReader, PartitionReaderBuilder};
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecError, Format};
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::record::{ConsumedRecord, Record, RecordMeta, RecordRef};
 
 /// Consumer settings twitch applies unless the user sets them.
@@ -78,7 +78,7 @@ pub fn decode<T: DeserializeOwned>(default: Format, record: ConsumedRecord) -> R
         .and_then(|format| Ok((format.decode::<T>(&record.record.payload)?, format)));
     match decoded {
         Ok((value, format)) => Ok(Decoded { value, record: RecordMeta::of_record(record, format) }),
-        Err(source) => Err(Error::Decode { record: Box::new(record), source }),
+        Err(source) => Err(ErrorKind::Decode { record, source }.into()),
     }
 }
 
@@ -115,7 +115,7 @@ pub(crate) fn decode_value<T: DeserializeOwned>(decoding: Decoding, record: &Rec
 }
 
 fn or_undecodable<R>(record: &RecordRef<'_>, decoded: std::result::Result<R, CodecError>) -> Result<R> {
-    decoded.map_err(|source| Error::Decode { record: Box::new(record.detach()), source })
+    decoded.map_err(|source| ErrorKind::Decode { record: record.detach(), source }.into())
 }
 
 /// Headers a dead-lettered record carries, besides its own.

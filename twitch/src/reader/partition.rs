@@ -14,7 +14,7 @@ use tracing::debug;
 use super::{decode_ref, decode_value, Decoded, Decoding, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
-use crate::error::{is_transient, Error, Result, TransientLog};
+use crate::error::{is_transient, Error, ErrorKind, Result, TransientLog};
 use crate::record::{shared_topic, ConsumedRecord, RecordRef, TopicPartition};
 use crate::config::validate_topic_name;
 use crate::telemetry::{Report, Reporter, Statistics};
@@ -142,7 +142,7 @@ impl PartitionReaderBuilder {
         for (tp, start) in &self.partitions {
             validate_topic_name(&tp.topic)?;
             tpl.add_partition_offset(&tp.topic, tp.partition, start.unwrap_or(self.start).to_rd())
-                .map_err(|source| Error::Subscription { operation: "assign", source })?;
+                .map_err(|source| ErrorKind::Subscription { operation: "assign", source })?;
             let topic = shared_topic(assigned.iter().map(|a| &a.topic), &tp.topic);
             assigned.push(Assigned { topic, partition: tp.partition, next: -1, done: false });
         }
@@ -156,8 +156,8 @@ impl PartitionReaderBuilder {
         }
         let consumer: StreamConsumer<ReaderContext> = config
             .create_with_context(ReaderContext::default())
-            .map_err(|source| Error::ClientCreation { role: "consumer", source })?;
-        consumer.assign(&tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
+            .map_err(|source| ErrorKind::ClientCreation { role: "consumer", source })?;
+        consumer.assign(&tpl).map_err(|source| ErrorKind::Subscription { operation: "assign", source })?;
         debug!(partitions = self.partitions.len(), "partition reader assigned");
         Ok(PartitionReader {
             consumer,
@@ -273,7 +273,7 @@ impl PartitionReader {
                     }
                 }
                 Err(source) if is_transient(&source) => self.transient.report(&source),
-                Err(source) => return Some(Err(Error::Consume { source })),
+                Err(source) => return Some(Err(ErrorKind::Consume { source }.into())),
             }
         }
     }
@@ -312,7 +312,7 @@ impl PartitionReader {
     }
 
     /// The records decoded as `T`; a record that does not decode is an
-    /// [`Error::Decode`] item carrying it, and the stream goes on.
+    /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) item carrying it, and the stream goes on.
     pub fn typed<T: DeserializeOwned + Send>(&mut self) -> BoxStream<'_, Result<Decoded<T>>> {
         futures::stream::unfold(self, |reader| async move { reader.next_typed().await.map(|r| (r, reader)) }).boxed()
     }

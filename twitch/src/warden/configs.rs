@@ -1,6 +1,6 @@
 //! Partitions and topic configs. Not every Kafka-protocol broker has these
 //! APIs; where one answers that it lacks them, the error is
-//! [`Error::Unsupported`].
+//! [`ErrorKind::Unsupported`].
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use rdkafka::admin::{AlterConfig, ConfigEntry, ConfigSource, NewPartitions, Reso
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::{validate_topic_name, KafkaCluster};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Error codes by which a broker says it lacks an API or a version of it.
 fn is_unsupported(code: RDKafkaErrorCode) -> bool {
@@ -23,17 +23,17 @@ fn is_unsupported(code: RDKafkaErrorCode) -> bool {
 
 fn topic_error(operation: &'static str, topic: String, code: RDKafkaErrorCode) -> Error {
     if is_unsupported(code) {
-        Error::Unsupported { operation, detail: format!("{code} (topic `{topic}`)") }
+        ErrorKind::Unsupported { operation, detail: format!("{code} (topic `{topic}`)") }.into()
     } else {
-        Error::TopicAdmin { operation, topic, code, detail: None }
+        ErrorKind::TopicAdmin { operation, topic, code, detail: None }.into()
     }
 }
 
 /// Maps the failure of a whole admin request.
 fn request_error(operation: &'static str, source: rdkafka::error::KafkaError) -> Error {
     match crate::error::code_of(&source) {
-        Some(code) if is_unsupported(code) => Error::Unsupported { operation, detail: source.to_string() },
-        _ => Error::Admin { operation, source },
+        Some(code) if is_unsupported(code) => ErrorKind::Unsupported { operation, detail: source.to_string() }.into(),
+        _ => ErrorKind::Admin { operation, source }.into(),
     }
 }
 
@@ -60,19 +60,19 @@ impl KafkaCluster {
     /// every config, defaults included; some brokers list only the configs
     /// set on the topic. Configs whose value the broker hides are left out.
     /// A broker that describes no config at all for the topic gives
-    /// [`Error::Unsupported`] (use [`KafkaCluster::topic_config_overrides`]
+    /// [`ErrorKind::Unsupported`] (use [`KafkaCluster::topic_config_overrides`]
     /// for what the topic itself sets). A missing topic is
-    /// [`Error::UnknownTopic`].
+    /// [`ErrorKind::UnknownTopic`].
     pub async fn topic_configs(&self, topic: &str) -> Result<BTreeMap<String, String>> {
         validate_topic_name(topic)?;
         let entries = self.describe_topic_configs(topic).await?;
         if entries.is_empty() {
             // Some brokers describe a missing topic as one without configs.
             self.topic(topic).await?;
-            return Err(Error::Unsupported {
+            return Err(ErrorKind::Unsupported {
                 operation: "describe configs",
                 detail: format!("the broker returned no configs for topic `{topic}`"),
-            });
+            }.into());
         }
         Ok(entries.into_iter().filter_map(|e| e.value.map(|v| (e.name, v))).collect())
     }
@@ -80,7 +80,7 @@ impl KafkaCluster {
     /// The configs set on the topic itself (its overrides), without the
     /// defaults and broker-wide settings that apply where it sets none.
     /// Empty when the topic overrides nothing. A missing topic is
-    /// [`Error::UnknownTopic`].
+    /// [`ErrorKind::UnknownTopic`].
     pub async fn topic_config_overrides(&self, topic: &str) -> Result<BTreeMap<String, String>> {
         validate_topic_name(topic)?;
         let entries = self.describe_topic_configs(topic).await?;
@@ -103,14 +103,14 @@ impl KafkaCluster {
     /// [`KafkaCluster::topic_config_overrides`]), applies `changes` to them
     /// and sends that set. Another client altering the same topic at the
     /// same moment can lose its change. Brokers that only have the newer
-    /// IncrementalAlterConfigs request answer [`Error::Unsupported`].
+    /// IncrementalAlterConfigs request answer [`ErrorKind::Unsupported`].
     pub async fn alter_topic_configs(&self, topic: &str, changes: &[(&str, &str)]) -> Result<()> {
         validate_topic_name(topic)?;
         if changes.is_empty() {
             return Ok(());
         }
         let described = self.describe_topic_configs(topic).await?;
-        let send = configs_to_send(&described, changes).map_err(|hidden| Error::Unsupported {
+        let send = configs_to_send(&described, changes).map_err(|hidden| ErrorKind::Unsupported {
             operation: "alter configs",
             detail: format!(
                 "topic `{topic}` sets `{hidden}`, whose value the broker hides, so it cannot be kept \
@@ -141,12 +141,12 @@ impl KafkaCluster {
         let resource = results
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Unsupported {
+            .ok_or_else(|| ErrorKind::Unsupported {
                 operation: "describe configs",
                 detail: "the broker returned no result".into(),
             })?
             .map_err(|code| match code {
-                RDKafkaErrorCode::UnknownTopicOrPartition => Error::UnknownTopic { topic: topic.to_owned() },
+                RDKafkaErrorCode::UnknownTopicOrPartition => ErrorKind::UnknownTopic { topic: topic.to_owned() }.into(),
                 code => topic_error("describe configs", topic.to_owned(), code),
             })?;
         Ok(resource.entries)

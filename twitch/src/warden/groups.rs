@@ -4,7 +4,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
 
 use super::KafkaCluster;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::reader::{PartitionLag, StartAt};
 use crate::record::TopicPartition;
 
@@ -98,14 +98,14 @@ impl KafkaCluster {
         self.describe_groups(None).await
     }
 
-    /// One consumer group ([`Error::UnknownGroup`] if the coordinator does
+    /// One consumer group ([`ErrorKind::UnknownGroup`] if the coordinator does
     /// not know it).
     pub async fn consumer_group(&self, group: &str) -> Result<GroupInfo> {
         let groups = self.describe_groups(Some(group.to_owned())).await?;
         groups
             .into_iter()
             .find(|g| g.name == group && g.state != "Dead")
-            .ok_or_else(|| Error::UnknownGroup { group: group.to_owned() })
+            .ok_or_else(|| ErrorKind::UnknownGroup { group: group.to_owned() }.into())
     }
 
     async fn describe_groups(&self, group: Option<String>) -> Result<Vec<GroupInfo>> {
@@ -116,7 +116,7 @@ impl KafkaCluster {
                 Ok::<_, rdkafka::error::KafkaError>(list.groups().iter().map(group_info).collect::<Vec<_>>())
             })
             .await?
-            .map_err(|source| Error::Admin { operation: "describe groups", source })?;
+            .map_err(|source| ErrorKind::Admin { operation: "describe groups", source })?;
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
     }
@@ -127,7 +127,7 @@ impl KafkaCluster {
             .client_config(&[("enable.auto.commit", "false")])
             .set("group.id", group)
             .create()
-            .map_err(|source| Error::ClientCreation { role: "consumer", source })
+            .map_err(|source| ErrorKind::ClientCreation { role: "consumer", source }.into())
     }
 
     /// The group's committed offset and lag in every partition of `topic`.
@@ -145,9 +145,9 @@ impl KafkaCluster {
             (committed, info, topic)
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+        .map_err(|e| ErrorKind::Task(e.to_string()))?;
         let (committed, info, topic) = committed;
-        let committed = committed.map_err(|source| Error::Admin { operation: "fetch committed offsets", source })?;
+        let committed = committed.map_err(|source| ErrorKind::Admin { operation: "fetch committed offsets", source })?;
         Ok(info
             .partitions
             .iter()
@@ -176,13 +176,13 @@ impl KafkaCluster {
                 StartAt::Offset(o) => o.clamp(p.low_watermark, p.high_watermark),
             };
             tpl.add_partition_offset(topic, p.id, RdOffset::Offset(offset))
-                .map_err(|source| Error::Commit { source })?;
+                .map_err(|source| ErrorKind::Commit { source })?;
         }
         let consumer = self.group_client(group)?;
         tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
-            .map_err(|source| Error::Commit { source })
+            .map_err(|e| ErrorKind::Task(e.to_string()))?
+            .map_err(|source| ErrorKind::Commit { source }.into())
     }
 }
 

@@ -16,7 +16,7 @@ use tracing::{debug, error, warn};
 use super::{DEFAULT_FLUSH_TIMEOUT, PRODUCER_DEFAULTS};
 use crate::codec::{Format, FORMAT_HEADER};
 use crate::config::ClientSettings;
-use crate::error::{DeliveryFailure, Error, Result};
+use crate::error::{DeliveryFailure, Error, ErrorKind, Result};
 use crate::record::{headers_size, rd_headers, Header, Offset, Record};
 use crate::rt::block_here;
 use crate::telemetry::{Reporter, Statistics};
@@ -172,7 +172,7 @@ impl WriterCore {
             DeliveryTracker { last_offset: AtomicI64::new(-1), wake_at: AtomicU64::new(u64::MAX), ..DeliveryTracker::default() };
         let producer = config
             .create_with_context(tracker)
-            .map_err(|source| Error::ClientCreation { role: "producer", source })?;
+            .map_err(|source| ErrorKind::ClientCreation { role: "producer", source })?;
         debug!(topic, "writer created");
         Ok(WriterCore {
             producer,
@@ -292,9 +292,9 @@ impl WriterCore {
     fn send_error(&self, source: KafkaError, out: &Outgoing<'_>) -> Error {
         match source {
             KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                Error::RecordTooLarge { size: out.size(), limit: self.max_message_bytes }
+                ErrorKind::RecordTooLarge { size: out.size(), limit: self.max_message_bytes }.into()
             }
-            source => Error::Produce { topic: self.topic.clone(), partition: out.partition, source },
+            source => ErrorKind::Produce { topic: self.topic.clone(), partition: out.partition, source }.into(),
         }
     }
 
@@ -308,11 +308,11 @@ impl WriterCore {
     fn flush_outcome(&self, complete: bool) -> Result<()> {
         let failures = self.take_failures();
         if !failures.is_empty() {
-            return Err(Error::Delivery { failures });
+            return Err(ErrorKind::Delivery { failures }.into());
         }
         if !complete {
             self.gave_up.store(true, Ordering::Relaxed);
-            return Err(Error::FlushTimeout { timeout: self.flush_timeout, in_flight: self.in_flight() });
+            return Err(ErrorKind::FlushTimeout { timeout: self.flush_timeout, in_flight: self.in_flight() }.into());
         }
         Ok(())
     }

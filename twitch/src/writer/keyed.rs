@@ -80,8 +80,8 @@ impl KeyedWriter {
 
     /// Waits until every queued record is acknowledged, without blocking the
     /// async runtime. Fails with every record that was not delivered, as
-    /// [`Error::Delivery`](crate::Error::Delivery), or with
-    /// [`Error::FlushTimeout`](crate::Error::FlushTimeout) after the
+    /// [`ErrorKind::Delivery`](crate::ErrorKind::Delivery), or with
+    /// [`ErrorKind::FlushTimeout`](crate::ErrorKind::FlushTimeout) after the
     /// [flush timeout](Self::with_flush_timeout). The records went to
     /// several partitions, so there is no one last offset to return;
     /// [`delivered`](Self::delivered) counts them.

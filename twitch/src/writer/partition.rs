@@ -89,7 +89,7 @@ impl PartitionWriter {
     /// Waits until every queued record is acknowledged, without blocking the
     /// async runtime. Returns the offset of the last record acknowledged on
     /// the partition (`None` while none was), or every record that failed as
-    /// [`Error::Delivery`], or [`Error::FlushTimeout`] after the
+    /// [`ErrorKind::Delivery`](crate::ErrorKind::Delivery), or [`ErrorKind::FlushTimeout`](crate::ErrorKind::FlushTimeout) after the
     /// [flush timeout](Self::with_flush_timeout).
     pub async fn flush_async(&mut self) -> Result<Option<Offset>> {
         self.core.flush().await?;

@@ -12,7 +12,7 @@ use tracing::error;
 use super::core::{DeliveryTracker, Outgoing, WriterCore};
 use crate::codec::Format;
 use crate::config::ClientSettings;
-use crate::error::{DeliveryFailure, Error, Result, TransactionErrorKind};
+use crate::error::{DeliveryFailure, Error, ErrorKind, Result, TransactionErrorKind};
 use crate::record::{Record, TopicPartition};
 
 /// Writes records to a topic in transactions: all of a transaction's records
@@ -82,17 +82,17 @@ impl std::fmt::Debug for TransactionalWriter {
 /// or does not know the transaction requests cannot run transactions.
 fn txn_error(operation: &'static str, source: KafkaError) -> Error {
     match source.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => Error::Unsupported {
+        Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => ErrorKind::Unsupported {
             operation: "transactions",
             detail: format!(
                 "{source}: the broker refused the transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED): \
                  it has no transaction support, or its ACLs deny this transactional.id"
             ),
-        },
+        }.into(),
         Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature) => {
-            Error::Unsupported { operation: "transactions", detail: source.to_string() }
+            ErrorKind::Unsupported { operation: "transactions", detail: source.to_string() }.into()
         }
-        _ => Error::Transaction { operation, kind: TransactionErrorKind::of(&source), source },
+        _ => ErrorKind::Transaction { operation, kind: TransactionErrorKind::of(&source), source }.into(),
     }
 }
 
@@ -104,12 +104,12 @@ where
     F: FnOnce(&TxnProducer, Duration) -> KafkaResult<()> + Send + 'static,
 {
     let producer = producer.clone();
-    tokio::task::spawn_blocking(move || f(&producer, timeout)).await.map_err(|e| Error::Task(e.to_string()))
+    tokio::task::spawn_blocking(move || f(&producer, timeout)).await.map_err(|e| ErrorKind::Task(e.to_string()).into())
 }
 
 /// The error of any call after `source` made the writer unusable.
 fn unusable(operation: &'static str, source: &KafkaError) -> Error {
-    Error::Transaction { operation, source: source.clone(), kind: TransactionErrorKind::Fatal }
+    ErrorKind::Transaction { operation, source: source.clone(), kind: TransactionErrorKind::Fatal }.into()
 }
 
 impl TransactionalWriter {

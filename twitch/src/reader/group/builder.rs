@@ -14,7 +14,7 @@ use super::typed::DeadLetter;
 use super::{GroupReader, Member, OnDecodeError};
 use crate::codec::Format;
 use crate::config::{validate_topic_name, ClientSettings};
-use crate::error::{Error, Result, TransientLog};
+use crate::error::{Error, ErrorKind, Result, TransientLog};
 use crate::reader::{Decoding, CONSUMER_DEFAULTS};
 use crate::writer::KeyedWriter;
 
@@ -265,11 +265,11 @@ impl GroupReaderBuilder {
         let topics: Vec<Arc<str>> = self.topics.iter().map(|t| Arc::from(t.as_str())).collect();
         let context = GroupContext::new(OffsetTracker::new(&topics), !self.transactional);
         let consumer: StreamConsumer<GroupContext> =
-            config.create_with_context(context).map_err(|source| Error::ClientCreation { role: "consumer", source })?;
+            config.create_with_context(context).map_err(|source| ErrorKind::ClientCreation { role: "consumer", source })?;
         let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
-            .map_err(|source| Error::Subscription { operation: "subscribe", source })?;
+            .map_err(|source| ErrorKind::Subscription { operation: "subscribe", source })?;
         let dead_letter = match &self.on_decode_error {
             OnDecodeError::DeadLetter(topic) => Some(DeadLetter::new(KeyedWriter::new(&self.settings, topic)?)),
             OnDecodeError::Fail => None,

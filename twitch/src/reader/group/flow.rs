@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::offsets::{OffsetTracker, TrackedPartition};
 use super::rebalance::{assign, commit_list, partition_list, starts_for, tpl_of, unassign, GroupContext, GroupEvent, Pending, RebalanceListener};
-use crate::error::{is_transient, Error, Result, TransientLog};
+use crate::error::{is_transient, ErrorKind, Result, TransientLog};
 use crate::record::{RecordRef, TopicPartition};
 
 pub(super) type GroupConsumer = StreamConsumer<GroupContext>;
@@ -88,7 +88,7 @@ pub(super) fn next_commit_at(started: Instant, round_trip: Duration, every: Dura
 /// Commits `offsets` and waits for the broker, on a blocking thread (after
 /// the periodic commit in flight, if any, so that offsets never go back).
 pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
-    let tpl = commit_list(&offsets).map_err(|source| Error::Commit { source })?;
+    let tpl = commit_list(&offsets).map_err(|source| ErrorKind::Commit { source })?;
     let log = &consumer.context().commit_log;
     let waited = Instant::now();
     while log.in_flight() && waited.elapsed() < Duration::from_secs(30) {
@@ -98,9 +98,9 @@ pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(Top
     let started = Instant::now();
     let result = tokio::task::spawn_blocking(move || member.commit(&tpl, CommitMode::Sync))
         .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+        .map_err(|e| ErrorKind::Task(e.to_string()))?;
     log.finished(started, result.is_ok());
-    result.map_err(|source| Error::Commit { source })?;
+    result.map_err(|source| ErrorKind::Commit { source })?;
     consumer.context().tracker.committed(&offsets);
     Ok(())
 }
@@ -166,7 +166,7 @@ impl Flow {
                 self.transient.report(&source);
                 None
             }
-            Err(source) => Some(Err(Error::Consume { source })),
+            Err(source) => Some(Err(ErrorKind::Consume { source }.into())),
         }
     }
 
@@ -303,14 +303,14 @@ impl Flow {
             debug!(partitions = ?pause, "pausing: too many unprocessed records");
             partition_list(&pause)
                 .and_then(|tpl| consumer.pause(&tpl))
-                .map_err(|source| Error::Subscription { operation: "pause", source })?;
+                .map_err(|source| ErrorKind::Subscription { operation: "pause", source })?;
             self.paused.extend(pause);
         }
         if !resume.is_empty() {
             debug!(partitions = ?resume, "resuming");
             partition_list(&resume)
                 .and_then(|tpl| consumer.resume(&tpl))
-                .map_err(|source| Error::Subscription { operation: "resume", source })?;
+                .map_err(|source| ErrorKind::Subscription { operation: "resume", source })?;
             for tp in &resume {
                 self.paused.remove(tp);
             }
@@ -325,7 +325,7 @@ impl Flow {
                 if let Err(e) = self.give_up(consumer, &partitions, lost).await {
                     warn!(error = %e, "commit on revoke failed; those records will be read again");
                 }
-                let tpl = partition_list(&partitions).map_err(|source| Error::Subscription { operation: "unassign", source })?;
+                let tpl = partition_list(&partitions).map_err(|source| ErrorKind::Subscription { operation: "unassign", source })?;
                 unassign(&**consumer, &tpl);
                 info!(?partitions, "partitions revoked");
                 self.emit(GroupEvent::Revoked(partitions));
@@ -344,14 +344,14 @@ impl Flow {
         let chosen = match self.listener.as_mut() {
             Some(listener) => match listener.on_assigned(&partitions).await {
                 Ok(chosen) => chosen,
-                Err(source) => return Err(Error::Listener { stage: "on_assigned", source }),
+                Err(source) => return Err(ErrorKind::Listener { stage: "on_assigned", source }.into()),
             },
             None => Vec::new(),
         };
-        let tpl = tpl_of(starts_for(&partitions, chosen)).map_err(|source| Error::Subscription { operation: "assign", source })?;
+        let tpl = tpl_of(starts_for(&partitions, chosen)).map_err(|source| ErrorKind::Subscription { operation: "assign", source })?;
         context.tracker.assign(&partitions);
         self.cursor.refresh(&context.tracker);
-        assign(&**consumer, &tpl).map_err(|source| Error::Subscription { operation: "assign", source })?;
+        assign(&**consumer, &tpl).map_err(|source| ErrorKind::Subscription { operation: "assign", source })?;
         info!(?partitions, "partitions assigned");
         self.emit(GroupEvent::Assigned(partitions));
         Ok(())

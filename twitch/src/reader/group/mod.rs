@@ -37,7 +37,7 @@ pub use typed::OnDecodeError;
 
 use self::flow::{commit_sync, Flow, GroupConsumer};
 use self::typed::DeadLetter;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::reader::Decoding;
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
 use crate::rt::block_here;
@@ -216,7 +216,7 @@ impl GroupReader {
     }
 
     /// Marks a record processed without its [`Ack`], for example to skip an
-    /// undecodable record returned in [`Error::Decode`].
+    /// undecodable record returned in [`ErrorKind::Decode`](crate::ErrorKind::Decode).
     pub fn mark_processed(&self, record: &ConsumedRecord) {
         self.consumer().context().tracker.mark_processed(&record.topic, record.partition, record.offset);
     }
@@ -284,7 +284,7 @@ impl GroupReader {
         let outcome = self.flow.give_up(&consumer, &assigned, consumer.assignment_lost()).await;
         drop(consumer);
         // Closing sends LeaveGroup and blocks, so it runs off the async threads.
-        tokio::task::spawn_blocking(move || drop(self)).await.map_err(|e| Error::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(move || drop(self)).await.map_err(|e| ErrorKind::Task(e.to_string()))?;
         info!("left consumer group");
         outcome
     }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::flow::GroupConsumer;
 use super::rebalance::partition_list;
 use super::GroupReader;
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::record::TopicPartition;
 use crate::telemetry::Report;
 
@@ -139,7 +139,7 @@ impl ReaderMonitor {
         let Some(consumer) = self.consumer.upgrade() else { return Ok(Vec::new()) };
         tokio::task::spawn_blocking(move || lag_of(&consumer))
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|e| ErrorKind::Task(e.to_string()))?
     }
 }
 
@@ -148,7 +148,7 @@ fn lag_of(consumer: &GroupConsumer) -> Result<Vec<PartitionLag>> {
     if assigned.is_empty() {
         return Ok(Vec::new());
     }
-    let admin = |operation| move |source| Error::Admin { operation, source };
+    let admin = |operation| move |source| ErrorKind::Admin { operation, source };
     let tpl = partition_list(&assigned).map_err(admin("list partitions"))?;
     let committed = consumer.committed_offsets(tpl, LAG_TIMEOUT).map_err(admin("fetch committed offsets"))?;
     let mut out = Vec::with_capacity(assigned.len());

@@ -71,7 +71,7 @@ pub trait RebalanceListener: Send + Sync {
     /// Partitions were assigned to this member. Returns where reading starts
     /// in any of them (the others start at the group's committed offset).
     /// An error leaves the assignment waiting: the read that ran the
-    /// listener returns [`Error::Listener`](crate::Error::Listener), and the
+    /// listener returns [`ErrorKind::Listener`](crate::ErrorKind::Listener), and the
     /// next read runs it again.
     fn on_assigned<'a>(
         &'a mut self,

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use super::{Ack, GroupReader};
-use crate::error::{Error, Result};
+use crate::error::{ErrorKind, Result};
 use crate::reader::{dead_letter_record, decode_ref, decode_value, Decoded, Decoding};
 use crate::record::{Record, RecordRef};
 use crate::writer::KeyedWriter;
@@ -15,7 +15,7 @@ use crate::writer::KeyedWriter;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum OnDecodeError {
-    /// Yield [`Error::Decode`] with the record; it stays unprocessed (and so
+    /// Yield [`ErrorKind::Decode`](crate::ErrorKind::Decode) with the record; it stays unprocessed (and so
     /// uncommitted) until the application calls
     /// [`GroupReader::mark_processed`] on it.
     #[default]
@@ -98,7 +98,10 @@ impl GroupReader {
                 };
                 match decode(decoding, &record) {
                     Ok(decoded) => return Some(Ok((decoded, ack))),
-                    Err(Error::Decode { record, source }) if parks => (record, source, ack),
+                    Err(e) if parks => match e.into_kind() {
+                        ErrorKind::Decode { record, source } => (record, source, ack),
+                        other => return Some(Err(other.into())),
+                    },
                     Err(e) => return Some(Err(e)),
                 }
             };
