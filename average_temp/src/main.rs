@@ -320,7 +320,7 @@ async fn read_loop(
                 ack.ack();
                 watch.activity();
             }
-            Some(Err(e)) => match e.into_kind() {
+            Some(Err(e)) => match e.kind() {
                 twitch::ErrorKind::Decode { record, source } => {
                     warn!(
                         topic = %record.topic,
@@ -330,15 +330,15 @@ async fn read_loop(
                         error = %source,
                         "cannot decode a reading; skipped"
                     );
-                    reader.mark_processed(&record);
+                    reader.mark_processed(record);
                     observer.undecodable();
                     watch.activity();
                 }
-                consume @ twitch::ErrorKind::Consume { .. } => {
-                    warn!(error = %consume, "consuming failed; retrying");
+                twitch::ErrorKind::Consume { .. } => {
+                    warn!(error = %e, "consuming failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                other => return Err(twitch::Error::from(other).into()),
+                _ => return Err(e.into()),
             },
         }
     }

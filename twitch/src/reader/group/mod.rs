@@ -135,8 +135,8 @@ impl GroupReader {
         let (consumer, topics) = (self.member.consumer(), &self.member.topics);
         // A stream per call, as rdkafka's own `recv` makes one.
         let mut stream = consumer.stream();
-        // (Not a `match`: its scrutinee, the size of an error, would stay in
-        // this future across the await; see `a_read_is_a_small_future`.)
+        // (Not a `match`: its scrutinee, the ready record, would stay in this
+        // future across the await; see `a_read_is_a_small_future`.)
         let next = 'next: {
             if let Some(next) = self.flow.ready_record(consumer, topics, &mut stream) {
                 break 'next next;
