@@ -286,10 +286,12 @@ impl Flow {
     }
 
     /// Pauses partitions with too many unprocessed records and resumes
-    /// paused ones that are down to half of that.
+    /// paused ones that are down to half of that; acks of the paused ones
+    /// wake the reader.
     fn pause_or_resume(&mut self, consumer: &GroupConsumer) -> Result<()> {
         self.full = false;
-        let assigned = consumer.context().tracker.pending_by_partition();
+        let tracker = &consumer.context().tracker;
+        let assigned = tracker.watch_pending_by_partition();
         self.paused.retain(|tp| assigned.iter().any(|(a, _)| a == tp));
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
         for (tp, pending) in assigned {
@@ -315,6 +317,7 @@ impl Flow {
                 self.paused.remove(tp);
             }
         }
+        tracker.watch_only(&self.paused);
         Ok(())
     }
 
@@ -391,7 +394,7 @@ impl Flow {
     /// revoke grace runs out.
     async fn wait_for_acks(&self, context: &GroupContext, partitions: &[TopicPartition]) {
         let deadline = tokio::time::Instant::now() + self.revoke_grace;
-        while context.tracker.pending_of(partitions) > 0 {
+        while context.tracker.watch_pending_of(partitions) > 0 {
             if tokio::time::timeout_at(deadline, context.tracker.acked()).await.is_err() {
                 break;
             }

@@ -5,8 +5,13 @@
 //! the reader records each record it hands out there, and the record's
 //! [`Ack`](super::Ack) marks it processed. A new assignment of a partition is
 //! a new `TrackedPartition`, so acks from before a revoke never touch it.
+//!
+//! A reader that waits for acks (backpressure, revoke) first watches the
+//! partitions it waits on: their acks wake it, and acks of the others cost
+//! no wake-up. Watching and counting what is unprocessed happen under the
+//! partition's lock, so no ack falls between them unseen.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
@@ -31,6 +36,8 @@ struct Offsets {
     next: Option<i64>,
     /// The last offset committed (`-1` for none).
     committed: i64,
+    /// The reader waits for acks of this partition: each one wakes it.
+    watched: bool,
 }
 
 impl Offsets {
@@ -99,7 +106,8 @@ pub(crate) struct TrackedPartition {
 
 impl TrackedPartition {
     fn new(topic: Arc<str>, partition: i32, acked: Arc<Notify>) -> Self {
-        let offsets = Offsets { revoked: false, window: VecDeque::new(), unprocessed: 0, next: None, committed: -1 };
+        let offsets =
+            Offsets { revoked: false, window: VecDeque::new(), unprocessed: 0, next: None, committed: -1, watched: false };
         TrackedPartition { topic, partition, offsets: Mutex::new(offsets), acked }
     }
 
@@ -127,15 +135,17 @@ impl TrackedPartition {
         offsets.unprocessed
     }
 
-    /// Marks `offset` processed and wakes a waiting reader; false when the
-    /// partition was revoked since (the ack is void) or the offset is not
-    /// waiting to be processed.
+    /// Marks `offset` processed and wakes the reader if it watches this
+    /// partition; false when the partition was revoked since (the ack is
+    /// void) or the offset is not waiting to be processed.
     pub(crate) fn processed(&self, offset: i64) -> bool {
-        let counted = {
+        let (counted, watched) = {
             let mut offsets = lock(&self.offsets);
-            !offsets.revoked && offsets.process(offset)
+            (!offsets.revoked && offsets.process(offset), offsets.watched)
         };
-        self.acked.notify_one();
+        if watched {
+            self.acked.notify_one();
+        }
         counted
     }
 
@@ -151,6 +161,14 @@ impl TrackedPartition {
 
     fn pending(&self) -> usize {
         lock(&self.offsets).unprocessed
+    }
+
+    /// Starts or stops waking the reader on acks; returns the unprocessed
+    /// records, counted as the watch starts.
+    fn watch(&self, on: bool) -> usize {
+        let mut offsets = lock(&self.offsets);
+        offsets.watched = on;
+        offsets.unprocessed
     }
 
     fn committable(&self) -> Option<i64> {
@@ -173,8 +191,8 @@ impl OffsetTracker {
         OffsetTracker { topics: topics.to_vec(), ..Self::default() }
     }
 
-    /// Completes at the next ack (or at once if one came since the last
-    /// wake-up).
+    /// Completes at the next ack of a watched partition (or at once if one
+    /// came since the last wake-up).
     pub(crate) async fn acked(&self) {
         self.acked.notified().await;
     }
@@ -229,12 +247,34 @@ impl OffsetTracker {
 
     /// Unprocessed records of these partitions.
     pub(crate) fn pending_of(&self, tps: &[TopicPartition]) -> usize {
-        self.list().iter().filter(|p| tps.iter().any(|tp| p.is(&tp.topic, tp.partition))).map(|p| p.pending()).sum()
+        self.sum_of(tps, TrackedPartition::pending)
     }
 
-    /// Every assigned partition with its unprocessed records.
-    pub(crate) fn pending_by_partition(&self) -> Vec<(TopicPartition, usize)> {
-        self.list().iter().map(|p| (p.topic_partition(), p.pending())).collect()
+    fn sum_of(&self, tps: &[TopicPartition], count: impl Fn(&TrackedPartition) -> usize) -> usize {
+        self.list().iter().filter(|p| tps.iter().any(|tp| p.is(&tp.topic, tp.partition))).map(|p| count(p)).sum()
+    }
+
+    /// Unprocessed records of these partitions, for a reader about to wait
+    /// for them: from now on their acks wake it.
+    pub(crate) fn watch_pending_of(&self, tps: &[TopicPartition]) -> usize {
+        self.sum_of(tps, |p| p.watch(true))
+    }
+
+    /// Every assigned partition with its unprocessed records, for a reader
+    /// deciding which to pause: from now on every ack wakes it, until
+    /// [`watch_only`](Self::watch_only).
+    pub(crate) fn watch_pending_by_partition(&self) -> Vec<(TopicPartition, usize)> {
+        self.list().iter().map(|p| (p.topic_partition(), p.watch(true))).collect()
+    }
+
+    /// Acks of these partitions go on waking the reader; acks of the others
+    /// no longer do.
+    pub(crate) fn watch_only(&self, watched: &HashSet<TopicPartition>) {
+        for p in self.list().iter() {
+            if !watched.iter().any(|tp| p.is(&tp.topic, tp.partition)) {
+                p.watch(false);
+            }
+        }
     }
 
     /// Unprocessed records over all partitions.

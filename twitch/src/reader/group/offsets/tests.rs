@@ -132,7 +132,7 @@ fn partitions_of_two_topics_with_one_number_are_apart() {
     assert_eq!((&**u.topic(), u.partition()), ("u", 0));
     assert_eq!(t.total_pending(), 3);
     assert!(p.processed(0));
-    let mut by_partition = t.pending_by_partition();
+    let mut by_partition = t.watch_pending_by_partition();
     by_partition.sort();
     assert_eq!(by_partition, vec![(tp(0), 0), (tp(1), 1), (u0.clone(), 1)]);
     assert_eq!(t.pending_of(std::slice::from_ref(&u0)), 1);
@@ -151,17 +151,43 @@ fn partitions_share_the_readers_topic_names() {
     assert!(Arc::ptr_eq(a.topic(), &topics[0]) && Arc::ptr_eq(b.topic(), &topics[0]));
 }
 
+/// Whether a wake-up for the reader is waiting.
+fn woken(t: &OffsetTracker) -> bool {
+    use futures::FutureExt;
+    t.acked().now_or_never().is_some()
+}
+
 #[tokio::test]
-async fn acks_wake_a_waiting_reader() {
+async fn acks_of_watched_partitions_wake_a_waiting_reader() {
     use futures::FutureExt;
     let t = OffsetTracker::default();
     t.assign(&[tp(0)]);
     let p = hand(&t, 0, 0).partition;
+    assert_eq!(t.watch_pending_of(&[tp(0)]), 1);
     let waiting = t.acked();
     futures::pin_mut!(waiting);
     assert!(waiting.as_mut().now_or_never().is_none(), "no ack yet");
     assert!(p.processed(0));
     assert!(waiting.now_or_never().is_some(), "an ack wakes the reader");
+}
+
+#[test]
+fn acks_of_partitions_nobody_waits_on_wake_nobody() {
+    let t = OffsetTracker::default();
+    t.assign(&[tp(0), tp(1)]);
+    let (p0, p1) = (hand(&t, 0, 0).partition, hand(&t, 1, 0).partition);
+    assert!(p0.processed(0));
+    assert!(!woken(&t), "nothing watched: no wake-up");
+    // A reader deciding what to pause watches all, then keeps what it paused.
+    let mut pending = t.watch_pending_by_partition();
+    pending.sort();
+    assert_eq!(pending, vec![(tp(0), 0), (tp(1), 1)]);
+    t.watch_only(&HashSet::from([tp(1)]));
+    let (a, b) = (hand(&t, 0, 1).partition, hand(&t, 1, 1).partition);
+    assert!(a.processed(1));
+    assert!(!woken(&t), "t/0 is no longer watched");
+    assert!(p1.processed(0) && b.processed(1));
+    assert!(woken(&t), "t/1 is");
 }
 
 #[test]
