@@ -21,7 +21,7 @@ pub use partition::{PartitionReader, PartitionReaderBuilder};
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecError, Format};
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::record::{ConsumedRecord, Record, RecordMeta, RecordRef};
 
 /// Consumer settings twitch applies unless the user sets them.
@@ -101,21 +101,20 @@ impl Default for Decoding {
     }
 }
 
-/// Decodes a record in place, with where it came from; on failure, the
-/// error carries an owned copy.
-pub(crate) fn decode_ref<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<Decoded<T>> {
+/// Decodes a record in place, with where it came from.
+pub(crate) fn decode_ref<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<Decoded<T>, CodecError> {
     let decoded = record.decode_with_meta(decoding.format, decoding.headers);
-    or_undecodable(record, decoded.map(|(value, meta)| Decoded { value, record: meta }))
+    decoded.map(|(value, meta)| Decoded { value, record: meta })
 }
 
-/// Decodes a record's value alone, in place; on failure, the error carries
-/// an owned copy.
-pub(crate) fn decode_value<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<T> {
-    or_undecodable(record, record.decode_value(decoding.format, decoding.headers))
+/// Decodes a record's value alone, in place.
+pub(crate) fn decode_value<T: DeserializeOwned>(decoding: Decoding, record: &RecordRef<'_>) -> Result<T, CodecError> {
+    record.decode_value(decoding.format, decoding.headers)
 }
 
-fn or_undecodable<R>(record: &RecordRef<'_>, decoded: std::result::Result<R, CodecError>) -> Result<R> {
-    decoded.map_err(|source| ErrorKind::Decode { record: record.detach(), source }.into())
+/// The error of a record that does not decode: it carries an owned copy.
+pub(crate) fn undecodable(record: &RecordRef<'_>, source: CodecError) -> Error {
+    ErrorKind::Decode { record: record.detach(), source }.into()
 }
 
 /// Headers a dead-lettered record carries, besides its own.

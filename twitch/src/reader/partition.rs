@@ -11,7 +11,7 @@ use rdkafka::TopicPartitionList;
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
-use super::{decode_ref, decode_value, Decoded, Decoding, StartAt, CONSUMER_DEFAULTS};
+use super::{decode_ref, decode_value, undecodable, Decoded, Decoding, StartAt, CONSUMER_DEFAULTS};
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{is_transient, Error, ErrorKind, Result, TransientLog};
@@ -286,7 +286,7 @@ impl PartitionReader {
     /// The next record decoded as `T`, in place: the payload is never copied.
     pub async fn next_typed<T: DeserializeOwned>(&mut self) -> Option<Result<Decoded<T>>> {
         let decoding = self.decoding;
-        Some(self.next_ref().await?.and_then(|r| decode_ref(decoding, &r)))
+        Some(self.next_ref().await?.and_then(|r| decode_ref(decoding, &r).map_err(|source| undecodable(&r, source))))
     }
 
     /// The next record's value alone, decoded in place:
@@ -303,7 +303,7 @@ impl PartitionReader {
     /// ```
     pub async fn next_value<T: DeserializeOwned>(&mut self) -> Option<Result<T>> {
         let decoding = self.decoding;
-        Some(self.next_ref().await?.and_then(|r| decode_value(decoding, &r)))
+        Some(self.next_ref().await?.and_then(|r| decode_value(decoding, &r).map_err(|source| undecodable(&r, source))))
     }
 
     /// The records as a stream of owned copies.

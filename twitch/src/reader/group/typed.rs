@@ -6,8 +6,9 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use super::{Ack, GroupReader};
-use crate::error::{ErrorKind, Result};
-use crate::reader::{dead_letter_record, decode_ref, decode_value, Decoded, Decoding};
+use crate::error::Result;
+use crate::codec::CodecError;
+use crate::reader::{dead_letter_record, decode_ref, decode_value, undecodable, Decoded, Decoding};
 use crate::record::{Record, RecordRef};
 use crate::writer::KeyedWriter;
 
@@ -83,7 +84,10 @@ impl GroupReader {
 
     /// The next record made into `R` by `decode`, with the dead-letter
     /// policy applied to records it cannot make.
-    async fn next_decoded<R>(&mut self, decode: fn(Decoding, &RecordRef<'_>) -> Result<R>) -> Option<Result<(R, Ack)>> {
+    async fn next_decoded<R>(
+        &mut self,
+        decode: fn(Decoding, &RecordRef<'_>) -> Result<R, CodecError>,
+    ) -> Option<Result<(R, Ack)>> {
         loop {
             if let Some(dl) = self.dead_letter.as_mut() {
                 if let Err(e) = dl.write_parked().await {
@@ -98,11 +102,8 @@ impl GroupReader {
                 };
                 match decode(decoding, &record) {
                     Ok(decoded) => return Some(Ok((decoded, ack))),
-                    Err(e) if parks => match e.into_kind() {
-                        ErrorKind::Decode { record, source } => (record, source, ack),
-                        other => return Some(Err(other.into())),
-                    },
-                    Err(e) => return Some(Err(e)),
+                    Err(source) if parks => (record.detach(), source, ack),
+                    Err(source) => return Some(Err(undecodable(&record, source))),
                 }
             };
             warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %source, "undecodable record goes to the dead-letter topic");
