@@ -3,11 +3,12 @@
 #
 #   scripts/demo.sh [--cluster] [SCENARIO ARGS...]
 #
-# 1. Installs the nisshi broker (built once and cached, see docs/brokers.md).
-# 2. Starts it on 127.0.0.1:9092 with in-memory storage, unless KAFKA_BROKERS is set (then that
+# 1. Installs with apt what it needs and the machine lacks (a C/C++ compiler and make, Java 17,
+#    Maven, PostgreSQL 15), and fetches Apache Kafka once into ~/.cache/twitch (scripts/kafka.sh).
+# 2. Starts a fresh single Kafka node on 127.0.0.1:9092, unless KAFKA_BROKERS is set (then that
 #    cluster is used) or a broker already answers on 9092 (then that one is used and left running).
-#    With --cluster: starts a cluster of three nisshi brokers over one PostgreSQL instead
-#    (scripts/cluster.sh, ports 19301-19303) and stops it at the end.
+#    With --cluster: starts a 3-node Kafka cluster instead (scripts/cluster.sh, ports 19301-19303,
+#    replication factor 3, min.insync.replicas 2) and stops it at the end.
 # 3. Builds the workspace in release mode and runs `cargo run --release -p scenarios -- ARGS`.
 # 4. The database step: uses DATABASE_URL, or starts a fresh PostgreSQL 15 (scripts/postgres.sh) on
 #    the first free port from 15432; temp_gen writes 600 readings to a new topic, average_temp and
@@ -27,8 +28,15 @@ if [[ ${1:-} == --cluster ]]; then
     shift
 fi
 
-if $cluster; then
-    step "starting a cluster of three nisshi brokers over one PostgreSQL (scripts/cluster.sh)"
+step "installing what is missing: build tools, PostgreSQL 15, Java 17, Maven, Kafka"
+ensure_build_tools
+ensure_postgres
+[[ -n ${KAFKA_BROKERS:-} ]] || scripts/kafka.sh install >/dev/null
+
+if [[ -n ${KAFKA_BROKERS:-} ]]; then
+    step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
+elif $cluster; then
+    step "starting a 3-node Kafka cluster (scripts/cluster.sh)"
     stop_cluster() { scripts/cluster.sh stop; }
     on_exit stop_cluster
     eval "$(scripts/cluster.sh start)"

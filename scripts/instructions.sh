@@ -11,7 +11,7 @@
 # counted: they run the same code for both sides. N defaults to 20000; fewer records leave more of
 # the fixed costs (consumer creation, group join) in the per-record figure.
 #
-# Uses the brokers in KAFKA_BROKERS, or starts a nisshi broker of its own on the first free port
+# Uses the brokers in KAFKA_BROKERS, or starts a Kafka node of its own on the first free port
 # from 19800 and stops it at the end. Needs valgrind (apt install valgrind). Callgrind output stays
 # in target/callgrind/ for callgrind_annotate.
 set -euo pipefail

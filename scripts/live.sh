@@ -4,7 +4,7 @@
 #   scripts/live.sh [ADDR]        # then open http://ADDR/ (default 127.0.0.1:8080); Ctrl-C stops it all
 #
 # 1. Uses the brokers in KAFKA_BROKERS, or a broker that already answers on 127.0.0.1:9092, or
-#    installs and starts nisshi there (stopped again on exit).
+#    installs and starts a Kafka node there (stopped again on exit).
 # 2. Builds temp_gen and average_temp (release).
 # 3. Runs `temp_gen --interval $LIVE_INTERVAL` (default 10ms: 100 readings/s, until stopped) on the
 #    topic $LIVE_TOPIC (default live-temperatures), and `average_temp --http ADDR --metrics ADDR`:
@@ -26,7 +26,7 @@ pids=()
 stop_apps() {
     local rc=$?
     ((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null && wait "${pids[@]}" 2>/dev/null
-    [[ -n ${own_broker_port:-} ]] && scripts/broker.sh stop --port "$own_broker_port" || true
+    [[ -n ${own_broker_port:-} ]] && scripts/kafka.sh stop --port "$own_broker_port" || true
     exit "$rc"
 }
 trap stop_apps EXIT

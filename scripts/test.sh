@@ -3,13 +3,16 @@
 #
 #   scripts/test.sh
 #
-# 1. cargo clippy --workspace --all-targets -- -D warnings
-# 2. Starts a fresh nisshi broker (built once and cached, see docs/brokers.md) on the first free
-#    port from 19092 (or $TWITCH_TEST_PORT), and exports KAFKA_BROKERS=127.0.0.1:PORT.
-#    If KAFKA_BROKERS is already set, the tests use that cluster and nothing is started.
-# 3. cargo test --workspace --all-targets, then cargo test --workspace --doc. The sink's tests
-#    (reliability/tests/postgres_sink.rs) start PostgreSQL servers of their own with
-#    scripts/postgres.sh (Debian's postgresql-15; .ci/run installs it).
+# 1. Installs with apt what the tests need and the machine lacks: a C/C++ compiler and make
+#    (librdkafka is built from source), PostgreSQL 15 (the sink's tests start servers of their own
+#    with scripts/postgres.sh), chromium (the live page's test looks at the page), Java 17 and
+#    Maven; then fetches Apache Kafka once into ~/.cache/twitch (scripts/kafka.sh install).
+# 2. cargo clippy --workspace --all-targets -- -D warnings
+# 3. Starts a fresh single-node Kafka on the first free port from 19092 (or $TWITCH_TEST_PORT),
+#    and exports KAFKA_BROKERS=127.0.0.1:PORT. If KAFKA_BROKERS is already set, the tests use that
+#    cluster and nothing is started. Tests that kill brokers start nodes and 3-node clusters of
+#    their own (scripts/kafka.sh, scripts/cluster.sh) on ports of their own.
+# 4. cargo test --workspace --all-targets, then cargo test --workspace --doc.
 #
 # The seed text is read from ../shared/seeds (or $TWITCH_SEED; a local clone made elsewhere
 # falls back to the one beside the repository it was cloned from).
@@ -34,13 +37,19 @@ if [[ -z ${TWITCH_SEED:-} && ! -e ../$seed ]]; then
     fi
 fi
 
+step "installing what is missing: build tools, PostgreSQL 15, chromium, Java 17, Maven, Kafka"
+ensure_build_tools
+ensure_postgres
+ensure_chromium
+scripts/kafka.sh install >/dev/null
+
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
 if [[ -n ${KAFKA_BROKERS:-} ]]; then
     step "using the brokers in KAFKA_BROKERS=$KAFKA_BROKERS"
 else
-    step "starting a nisshi broker"
+    step "starting a Kafka node"
     start_own_broker "$(free_port "${TWITCH_TEST_PORT:-19092}")"
 fi
 
