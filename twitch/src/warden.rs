@@ -40,7 +40,7 @@ pub use topics::{BrokerInfo, PartitionInfo, TopicConfiguration, TopicInfo};
 
 pub use crate::config::validate_topic_name;
 pub use crate::reader::PartitionLag;
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
 use crate::record::TopicPartition;
 use crate::writer::{KeyedWriter, PartitionWriter, TransactionalWriter};
@@ -347,7 +347,23 @@ impl KafkaCluster {
             .ok_or_else(|| ErrorKind::UnknownTopic { topic: name.to_owned() }.into())
     }
 
+    /// Topics with partitions and watermarks. A topic whose metadata says
+    /// its leader is moving (just created, or a broker failed over) is asked
+    /// for again, every 100 ms, up to the request timeout.
     async fn topic_infos(&self, only: Option<String>) -> Result<Vec<TopicInfo>> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            match self.topic_infos_once(only.clone()).await {
+                Err(e) if is_leader_moving(&e) && Instant::now() < deadline => {
+                    debug!(error = %e, "topic metadata without a leader; asking again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                res => return res,
+            }
+        }
+    }
+
+    async fn topic_infos_once(&self, only: Option<String>) -> Result<Vec<TopicInfo>> {
         let timeout = self.inner.request_timeout;
         let res = self
             .blocking(move |admin| -> Result<Vec<TopicInfo>> {
@@ -417,9 +433,28 @@ impl KafkaCluster {
     }
 }
 
+/// Whether a metadata error says that a leader is being elected or moved.
+fn is_leader_moving(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Metadata { source: KafkaError::MetadataFetch(
+            RDKafkaErrorCode::LeaderNotAvailable | RDKafkaErrorCode::NotLeaderForPartition
+        ) }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moving_leaders_are_asked_again_and_other_errors_are_not() {
+        let md = |code| Error::from(ErrorKind::Metadata { source: KafkaError::MetadataFetch(code) });
+        assert!(is_leader_moving(&md(RDKafkaErrorCode::LeaderNotAvailable)));
+        assert!(is_leader_moving(&md(RDKafkaErrorCode::NotLeaderForPartition)));
+        assert!(!is_leader_moving(&md(RDKafkaErrorCode::TopicAuthorizationFailed)));
+        assert!(!is_leader_moving(&ErrorKind::UnknownTopic { topic: "t".into() }.into()));
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {
