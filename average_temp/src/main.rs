@@ -5,7 +5,7 @@
 //! p<partition>@<offset> <celsius> °C | ...`); on exit (Ctrl-C /
 //! SIGTERM, or `--exit-when-idle`) it commits, leaves its consumer group and
 //! prints one last line: `consumed <N> readings, average <X>, partitions
-//! <list>`. Logs go to stderr (`RUST_LOG` filters them; default `info`).
+//! <list>`, the partitions it read readings from or held at the end. Logs go to stderr (`RUST_LOG` filters them; default `info`).
 //!
 //! ```text
 //! average_temp                                   # own group: sees every reading
@@ -38,7 +38,8 @@ mod observe;
 ///
 /// On exit it commits what it processed, leaves its consumer group and prints
 /// one last line on stdout: `consumed <N> readings, average <X>, partitions
-/// <list>`.
+/// <list>`, the partitions it read readings from or held at the end (not
+/// those it held for a while, while its group formed, and read nothing from).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -394,6 +395,7 @@ impl Watch {
                     Some(GroupEvent::Revoked(tps)) => {
                         let mine: BTreeSet<i32> = tps.iter().filter(|tp| tp.topic == topic).map(|tp| tp.partition).collect();
                         info!(partitions = %list(&mine), "partitions revoked");
+                        assigned.retain(|p| !mine.contains(p));
                         self.activity();
                     }
                     Some(GroupEvent::Error(e)) => warn!(error = %e, "rebalance error"),
