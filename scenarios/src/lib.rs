@@ -110,7 +110,7 @@ impl std::fmt::Display for Scenario {
 #[non_exhaustive]
 pub enum Error {
     /// No broker answered.
-    #[error("{source}. Start a broker with `scripts/broker.sh start --port 19192` and `export KAFKA_BROKERS=127.0.0.1:19192` (or pass --brokers)")]
+    #[error("{source}. Start a broker with `scripts/kafka.sh start --port 19192` and `export KAFKA_BROKERS=127.0.0.1:19192` (or pass --brokers)")]
     BrokersUnreachable {
         /// The bootstrap servers tried.
         brokers: String,

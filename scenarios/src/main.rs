@@ -2,7 +2,7 @@
 //! consumer group, against a running broker, and checks the results.
 //!
 //! It builds and starts no broker: start one first
-//! (`scripts/broker.sh start --port 19192`, then
+//! (`scripts/kafka.sh start --port 19192`, then
 //! `export KAFKA_BROKERS=127.0.0.1:19192`) and build the apps
 //! (`cargo build -p temp_gen -p average_temp -p scenarios`); the runner uses
 //! the `temp_gen` and `average_temp` next to its own executable.
@@ -22,7 +22,7 @@ use scenarios::{Binaries, Config, Report, Scenario};
 /// Runs temp_gen and average_temp 1-to-1, 1-to-3, and 1-to-3 in one consumer
 /// group on fresh topics, and checks counts, averages and partitions.
 ///
-/// Needs a running broker (scripts/broker.sh start) and the apps built next
+/// Needs a running broker (scripts/kafka.sh start) and the apps built next
 /// to this executable (cargo build -p temp_gen -p average_temp -p scenarios).
 #[derive(Debug, Parser)]
 #[command(version)]

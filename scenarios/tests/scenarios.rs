@@ -21,7 +21,7 @@ fn brokers() -> String {
         Ok(b) if !b.trim().is_empty() => b,
         _ => panic!(
             "KAFKA_BROKERS is not set: the end-to-end tests need a broker. Run scripts/test.sh, or start one \
-             (scripts/broker.sh start --port 19192) and export KAFKA_BROKERS=127.0.0.1:19192"
+             (scripts/kafka.sh start --port 19192) and export KAFKA_BROKERS=127.0.0.1:19192"
         ),
     }
 }
@@ -171,7 +171,7 @@ async fn misuse_exits_with_2_and_an_unreachable_broker_with_1() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("scenarios: error: ") && stderr.contains("127.0.0.1:1"), "{stderr}");
-    assert!(stderr.contains("scripts/broker.sh start"), "{stderr}");
+    assert!(stderr.contains("scripts/kafka.sh start"), "{stderr}");
 }
 
 #[tokio::test]

@@ -167,13 +167,8 @@ async fn warden_reports_members_assignments_and_lag() {
     assert_eq!(left, 60, "{lag:?}");
     let info = cluster.consumer_group(&group).await.unwrap();
     assert_eq!(info.members.len(), 1);
-    if info.protocol.is_empty() {
-        // nisshi 0.8.1 answers DescribeGroups without protocol or member
-        // assignments (documented in docs/brokers.md); Kafka fills them in.
-        assert!(info.members[0].assignment.is_empty(), "{info:?}");
-    } else {
-        assert_eq!(info.members[0].assignment.len(), 3, "{info:?}");
-    }
+    assert!(!info.protocol.is_empty(), "{info:?}");
+    assert_eq!(info.members[0].assignment.len(), 3, "{info:?}");
     assert!(cluster.consumer_groups().await.unwrap().iter().any(|g| g.name == group));
 
     reader.shutdown().await.unwrap();

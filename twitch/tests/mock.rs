@@ -1,6 +1,7 @@
-//! Features nisshi lacks (transactions, partition growth) and injected
-//! faults, on librdkafka's in-process mock cluster. These complement the
-//! real-broker tests; they do not replace them.
+//! Injected faults on librdkafka's in-process mock cluster: transactions
+//! whose coordinator fails, partition growth seen by a running writer. These
+//! complement the tests on Apache Kafka (transactions.rs, warden.rs); they do
+//! not replace them.
 
 mod common;
 

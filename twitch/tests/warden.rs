@@ -94,40 +94,50 @@ async fn invalid_topics_are_refused_before_reaching_the_broker() {
     assert!(matches!(cluster.topic(&unique("missing")).await.map_err(Error::into_kind), Err(ErrorKind::UnknownTopic { .. })));
 }
 
-/// What nisshi 0.8.1 lacks must come back as a clear `Unsupported` error;
-/// on a broker that has it (Apache Kafka), it must work.
+/// Growing a topic: the new partitions are listed, can be written, and a
+/// partition count below the current one is refused.
 #[tokio::test(flavor = "multi_thread")]
-async fn broker_gaps_are_reported_as_unsupported() {
+async fn add_partitions_grows_a_topic() {
     let cluster = cluster();
-    let name = unique("warden-gaps");
+    let name = unique("warden-grow");
     cluster.create_topics(&[TopicConfiguration::new(&name, 1)]).await.unwrap();
+    cluster.add_partitions(&name, 3).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids: Vec<i32> = cluster.topic(&name).await.unwrap().partitions.iter().map(|p| p.id).collect();
+        if ids == [0, 1, 2] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions after growing to 3: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut w = cluster.get_writer_for_partition(TopicPartition::new(&name, 2)).unwrap();
+    w.produce(Record::new(vec![7])).await.unwrap();
+    assert_eq!(w.flush_async().await.unwrap(), Some(0));
 
-    match cluster.add_partitions(&name, 2).await.map_err(Error::into_kind) {
-        Ok(()) => {}
-        Err(ErrorKind::Unsupported { operation, .. }) => assert_eq!(operation, "add partitions"),
-        Err(e) => panic!("add_partitions: {e}"),
-    }
-    match cluster.topic_configs(&name).await.map_err(Error::into_kind) {
-        Ok(configs) => assert!(configs.contains_key("retention.ms"), "{configs:?}"),
-        Err(ErrorKind::Unsupported { operation, .. }) => assert_eq!(operation, "describe configs"),
-        Err(e) => panic!("topic_configs: {e}"),
-    }
-    match cluster.transactional_writer(&name, &unique("txn")).await.map_err(Error::into_kind) {
-        Ok(mut w) => {
-            w.begin().await.unwrap();
-            w.abort().await.unwrap();
-        }
-        Err(ErrorKind::Unsupported { operation, detail }) => {
-            assert_eq!(operation, "transactions");
-            assert!(detail.contains("no transaction support"), "{detail}");
-        }
-        Err(e) => panic!("transactional_writer: {e}"),
-    }
+    let err = cluster.add_partitions(&name, 2).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::TopicAdmin { operation: "add partitions", .. }), "{err}");
+    let err = cluster.add_partitions(&unique("missing"), 2).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::TopicAdmin { .. }), "{err}");
+}
+
+/// Kafka describes every config of a topic, defaults included.
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_configs_list_defaults_and_overrides() {
+    let cluster = cluster();
+    let name = unique("warden-configs");
+    cluster
+        .create_topics(&[TopicConfiguration::new(&name, 1).with_config("retention.ms", "3600000")])
+        .await
+        .unwrap();
+    let configs = cluster.topic_configs(&name).await.unwrap();
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("3600000"), "{configs:?}");
+    assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("delete"), "{configs:?}");
+    assert!(configs.len() > 20, "Kafka describes its defaults too: {configs:?}");
 }
 
 /// Altering one config changes that key only: earlier overrides stay, and
-/// no default becomes an override. A broker without the legacy AlterConfigs
-/// API (nisshi has only the incremental one) must say so and change nothing.
+/// no default becomes an override.
 #[tokio::test(flavor = "multi_thread")]
 async fn altering_a_topic_config_changes_only_that_key() {
     let cluster = cluster();
@@ -139,36 +149,25 @@ async fn altering_a_topic_config_changes_only_that_key() {
     let overrides = |pairs: &[(&str, &str)]| {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>()
     };
-    let before = match cluster.topic_config_overrides(&name).await.map_err(Error::into_kind) {
-        Ok(before) => before,
-        Err(ErrorKind::Unsupported { operation, .. }) => return assert_eq!(operation, "describe configs"),
-        Err(e) => panic!("topic_config_overrides: {e}"),
-    };
+    let before = cluster.topic_config_overrides(&name).await.unwrap();
     assert_eq!(before, overrides(&[("retention.ms", "3600000")]));
 
-    match cluster.alter_topic_configs(&name, &[("cleanup.policy", "compact")]).await.map_err(Error::into_kind) {
-        Ok(()) => {
-            let want = overrides(&[("cleanup.policy", "compact"), ("retention.ms", "3600000")]);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let now = cluster.topic_config_overrides(&name).await.unwrap();
-                if now == want {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "overrides after the alter: {now:?}, want {want:?}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            // The broker still describes its defaults, and they are not overrides.
-            let all = cluster.topic_configs(&name).await.unwrap();
-            assert_eq!(all.get("cleanup.policy").map(String::as_str), Some("compact"));
-            assert!(all.len() >= want.len());
+    cluster.alter_topic_configs(&name, &[("cleanup.policy", "compact")]).await.unwrap();
+    let want = overrides(&[("cleanup.policy", "compact"), ("retention.ms", "3600000")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = cluster.topic_config_overrides(&name).await.unwrap();
+        if now == want {
+            break;
         }
-        Err(ErrorKind::Unsupported { operation, .. }) => {
-            assert_eq!(operation, "alter configs");
-            assert_eq!(cluster.topic_config_overrides(&name).await.unwrap(), before);
-        }
-        Err(e) => panic!("alter_topic_configs: {e}"),
+        assert!(Instant::now() < deadline, "overrides after the alter: {now:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The broker still describes its defaults, and they are not overrides.
+    let all = cluster.topic_configs(&name).await.unwrap();
+    assert_eq!(all.get("cleanup.policy").map(String::as_str), Some("compact"));
+    assert_eq!(all.get("segment.bytes").map(String::as_str), Some("1073741824"), "a default stays the default");
+    assert!(all.len() > want.len());
 
     let err = cluster.alter_topic_configs("has space", &[("retention.ms", "1")]).await.unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::InvalidConfig { .. }), "{err}");

@@ -10,7 +10,7 @@ use twitch::warden::{KafkaCluster, TopicConfiguration};
 pub fn brokers() -> String {
     match std::env::var("KAFKA_BROKERS") {
         Ok(b) if !b.is_empty() => b,
-        _ => panic!("KAFKA_BROKERS is not set: run the tests with scripts/test.sh, or start a broker (scripts/broker.sh start) and export KAFKA_BROKERS"),
+        _ => panic!("KAFKA_BROKERS is not set: run the tests with scripts/test.sh, or start a Kafka node (scripts/kafka.sh start --port 19092) and export KAFKA_BROKERS=127.0.0.1:19092"),
     }
 }
 

@@ -48,8 +48,8 @@ pub enum GroupStart {
 /// of the session (Kafka's upper bound, not its default), a heartbeat that
 /// a loaded broker answers late, or holds behind a slow commit, has only
 /// two thirds of the session left before the member is dropped and the
-/// group rebalances: with 6 s that was 4 s, and a full-speed producer on
-/// nisshi made commits and heartbeats take up to 5.9 s. Every tenth leaves
+/// group rebalances: with 6 s that was 4 s, and a full-speed producer once
+/// made a test broker take up to 5.9 s to answer commits and heartbeats. Every tenth leaves
 /// nine tenths.
 pub(crate) fn heartbeat_interval(session_timeout: Duration) -> Duration {
     (session_timeout / 10).clamp(Duration::from_millis(1), Duration::from_secs(3))

@@ -423,7 +423,7 @@ mod tests {
         assert_eq!(next_commit_at(t, Duration::from_millis(500), every), t + every);
     }
 
-    /// The soak's finding: a full-speed producer made nisshi take 5.5 s per
+    /// The soak's finding: a full-speed producer made a broker take 5.5 s per
     /// commit; the next commit went out as soon as that one came back, the
     /// member's heartbeats waited behind them for up to 5.9 s, and with a
     /// 6 s session timeout the member was thrown out of the group.

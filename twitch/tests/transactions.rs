@@ -1,0 +1,104 @@
+//! Transactions on Apache Kafka: consume-transform-produce whose output and
+//! input offsets commit together, and a `read_committed` reader that never
+//! sees an aborted transaction's records, while a `read_uncommitted` one does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cluster, init_logging, topic, unique};
+use tokio::time::timeout;
+use twitch::warden::KafkaCluster;
+use twitch::writer::TransactionalWriter;
+use twitch::{GroupReader, Record, TopicPartition};
+
+async fn read_to_end(cluster: &KafkaCluster, topic: &str, isolation: &str) -> Vec<Vec<u8>> {
+    let mut reader = cluster
+        .partition_reader()
+        .partition(TopicPartition::new(topic, 0))
+        .set("isolation.level", isolation)
+        .stop_at_end(true)
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = timeout(Duration::from_secs(30), reader.next()).await.unwrap() {
+        out.push(r.unwrap().record.payload);
+    }
+    out
+}
+
+/// Reads `n` records, writes each doubled into the open transaction and
+/// adds the input offsets to it.
+async fn transform(input: &mut GroupReader, out: &mut TransactionalWriter, n: usize) {
+    out.begin().await.unwrap();
+    for _ in 0..n {
+        let (record, ack) = timeout(Duration::from_secs(30), input.next()).await.unwrap().unwrap().unwrap();
+        out.produce(Record::new(vec![record.payload()[0] * 2])).await.unwrap();
+        ack.ack();
+    }
+    let group = input.group_metadata().expect("the reader has joined its group");
+    out.send_offsets(&input.processed_offsets(), group).await.unwrap();
+}
+
+async fn consume_transform_produce(flavor: &str) {
+    init_logging();
+    let cluster = cluster();
+    let input = topic(&cluster, &format!("txn-in-{flavor}"), 1).await;
+    let output = topic(&cluster, &format!("txn-out-{flavor}"), 1).await;
+    let group = unique("txn-group");
+    let mut w = cluster.get_writer_for_partition(TopicPartition::new(&input, 0)).unwrap();
+    for i in 0..15u8 {
+        w.produce(Record::new(vec![i])).await.unwrap();
+    }
+    w.flush_async().await.unwrap();
+
+    let mut reader = cluster.group_reader(&group).topic(&input).transactional().build().unwrap();
+    let mut out = cluster.transactional_writer(&output, &unique("txn-id")).await.unwrap();
+    transform(&mut reader, &mut out, 10).await;
+    out.commit().await.unwrap();
+    transform(&mut reader, &mut out, 5).await;
+    out.flush().await.unwrap();
+    out.abort().await.unwrap();
+    reader.shutdown().await.unwrap();
+
+    let doubled = |range: std::ops::Range<u8>| range.map(|i| vec![i * 2]).collect::<Vec<_>>();
+    assert_eq!(read_to_end(&cluster, &output, "read_committed").await, doubled(0..10));
+    assert_eq!(read_to_end(&cluster, &output, "read_uncommitted").await, doubled(0..15), "aborted records are in the log");
+    // The committed transaction carried the input offsets; the aborted one did not.
+    let lag = cluster.group_lag(&group, &input).await.unwrap();
+    assert_eq!(lag.iter().map(|p| p.lag).sum::<i64>(), 5, "{lag:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consume_transform_produce_commits_output_and_offsets_together() {
+    consume_transform_produce("mt").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn consume_transform_produce_on_a_current_thread_runtime() {
+    consume_transform_produce("ct").await;
+}
+
+/// A second writer with the same transactional id fences the first: the
+/// first's transaction can no longer commit, and nothing it wrote is read
+/// as committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_writer_with_the_same_id_fences_the_older() {
+    init_logging();
+    let cluster = cluster();
+    let output = topic(&cluster, "txn-fence", 1).await;
+    let id = unique("txn-fence-id");
+    let mut old = cluster.transactional_writer(&output, &id).await.unwrap();
+    old.begin().await.unwrap();
+    old.produce(Record::new(b"zombie".to_vec())).await.unwrap();
+    old.flush().await.unwrap();
+
+    let mut new = cluster.transactional_writer(&output, &id).await.unwrap();
+    new.begin().await.unwrap();
+    new.produce(Record::new(b"live".to_vec())).await.unwrap();
+    new.commit().await.unwrap();
+
+    let err = old.commit().await.unwrap_err();
+    assert!(err.is_fatal() || err.requires_abort(), "the fenced writer's commit: {err:?}");
+    assert_eq!(read_to_end(&cluster, &output, "read_committed").await, vec![b"live".to_vec()]);
+}
