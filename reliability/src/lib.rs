@@ -1,19 +1,23 @@
 //! Support for the reliability tests in `tests/`: the apps as child
-//! processes whose every output line is kept ([`App`]), a broker of a test's
-//! own that can be stopped and started again ([`Broker`]), and the tally of
-//! what was produced, delivered, consumed, lost and duplicated
-//! ([`Figures`]).
+//! processes whose every output line is kept ([`App`]), Kafka nodes of a
+//! test's own that can be stopped, killed and started again ([`Broker`]),
+//! who leads what in the cluster ([`ClusterView`]), and the tally of what
+//! was produced, delivered, consumed, lost and duplicated ([`Figures`]).
 //!
 //! The tests prove that no record is lost when a consumer is killed, when
-//! the broker restarts, and that the apps fail fast and clearly when no
-//! broker answers. They run against the real broker: `KAFKA_BROKERS` (which
-//! `scripts/test.sh` sets) for the consumer tests, a nisshi of their own
-//! (started with `scripts/broker.sh`) for the broker restart.
+//! a Kafka node restarts or crashes (alone, or as one of a 3-node cluster),
+//! and that the apps fail fast and clearly when no broker answers. They run
+//! against Apache Kafka: `KAFKA_BROKERS` (which `scripts/test.sh` sets) for
+//! the consumer tests, nodes of their own (started with `scripts/kafka.sh`,
+//! clusters as `scripts/cluster.sh` starts them) for the tests that kill
+//! brokers.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod app;
 mod broker;
+mod kills;
+mod metadata;
 mod postgres;
 mod soak;
 mod tally;
@@ -27,7 +31,9 @@ use anyhow::{bail, Context as _, Result};
 use scenarios::Binaries;
 
 pub use app::{App, Finished, Line};
-pub use broker::{Broker, DataDir};
+pub use broker::{active_controller, Broker, TEST_SETTINGS};
+pub use kills::Kill;
+pub use metadata::{ClusterView, PartitionState};
 pub use postgres::{sink_binary, unique_schema, Postgres};
 pub use soak::{run as soak, Soak, SoakFigures};
 pub use tally::{expected_readings, parse_reading_line, topic_readings, Figures, Key, Processed};
@@ -57,9 +63,18 @@ pub fn brokers() -> Result<String> {
         Ok(b) if !b.trim().is_empty() => Ok(b),
         _ => bail!(
             "KAFKA_BROKERS is not set: these tests need a broker. Run scripts/test.sh, or start one \
-             (scripts/broker.sh start --port 19092) and export KAFKA_BROKERS=127.0.0.1:19092"
+             (scripts/kafka.sh start --port 19092) and export KAFKA_BROKERS=127.0.0.1:19092"
         ),
     }
+}
+
+/// Logs of this crate (and `RUST_LOG`'s, when set) to stderr, once per
+/// process: the soak's kills and waits. Tests see them with `--nocapture`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("reliability=info"));
+    // A second call (another test of the same binary) finds one installed.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// `temp_gen` and `average_temp`, built once per test binary with

@@ -1,9 +1,11 @@
 //! The soak: `temp_gen` writes N readings while members of one group of
 //! `average_temp` read them; at points spread over the run, members are
-//! killed with SIGKILL (and a new one started in their place) and brokers
-//! are killed with SIGKILL (and started again on their storage). At the end
-//! every reading must have been processed, the group's committed lag must be
-//! 0, and the figures say what it took.
+//! killed with SIGKILL (and a new one started in their place) and Kafka
+//! nodes are killed with SIGKILL (and started again on their log dirs): on a
+//! cluster the active controller and partition leaders, one node at a time,
+//! optionally several in a burst. At the end every reading must have been
+//! processed, the group's committed lag must be 0, and the figures say what
+//! it took.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -15,9 +17,13 @@ use rand::{Rng, SeedableRng};
 use rand_xorshift::XorShiftRng;
 use scenarios::Binaries;
 use tokio::time::Instant;
-use twitch::{KafkaCluster, TopicConfiguration};
+use twitch::KafkaCluster;
 
-use crate::{expected_readings, poll_until, topic_readings, unique, App, Broker, Figures, Finished, Key, Processed};
+use crate::kills::{Kill, Killer};
+use crate::{
+    expected_readings, poll_until, topic_readings, unique, App, Broker, ClusterView, Figures, Finished, Key,
+    Processed,
+};
 
 /// How a soak runs.
 #[derive(Debug, Clone)]
@@ -30,17 +36,21 @@ pub struct Soak {
     pub members: usize,
     /// Members killed with SIGKILL (each replaced by a new one at once).
     pub member_kills: u32,
-    /// Brokers killed with SIGKILL (each started again after `downtime`).
+    /// Nodes killed with SIGKILL (each started again after `downtime`).
     pub broker_kills: u32,
-    /// How long a killed broker stays down.
+    /// Nodes killed back to back in one burst, once a share of the readings
+    /// is printed: each is started again at once and, as soon as every
+    /// replica is in sync again, the next is killed (0: no burst).
+    pub packed_kills: u32,
+    /// How long a killed node stays down (outside a burst).
     pub downtime: Duration,
     /// The members' session timeout: how long the group waits for a member
     /// that died without leaving.
     pub session_timeout: Duration,
     /// How long the broker may hold the members' fetches back for want of
     /// records (`average_temp --fetch-wait`). librdkafka's 500 ms, not the
-    /// app's low-latency 10 ms: a nisshi cluster over PostgreSQL answers a
-    /// 10 ms fetch with next to nothing (about 30 readings/s for a member).
+    /// app's low-latency 10 ms: the soak counts readings, not latency, and
+    /// fewer empty fetches leave more of a small machine to the nodes.
     pub fetch_wait: Duration,
     /// Seed of the order and choice of kills.
     pub seed: u64,
@@ -56,6 +66,7 @@ impl Default for Soak {
             members: 3,
             member_kills: 20,
             broker_kills: 5,
+            packed_kills: 0,
             downtime: Duration::from_secs(2),
             session_timeout: Duration::from_secs(10),
             fetch_wait: Duration::from_millis(500),
@@ -74,8 +85,18 @@ pub struct SoakFigures {
     pub producer_delivered: u64,
     /// Members killed with SIGKILL.
     pub member_kills: u32,
-    /// Brokers killed with SIGKILL.
-    pub broker_kills: u32,
+    /// Nodes killed with SIGKILL, in order (the burst's included).
+    pub kills: Vec<Kill>,
+    /// Of them, the ones in the burst.
+    pub packed_kills: u32,
+    /// From the burst's first SIGKILL until its last victim answered again.
+    pub packed_span: Duration,
+    /// Kills (of members and nodes) that came while temp_gen was writing.
+    pub kills_mid_stream: u32,
+    /// Kills that came while the group had yet to print every reading
+    /// (fewer reading lines printed than readings written, duplicates
+    /// included): the others hit a group with nothing left to read.
+    pub kills_while_reading: u32,
     /// The group's committed lag over all partitions at the end.
     pub lag: i64,
     /// From the first reading written to the last processed.
@@ -86,7 +107,22 @@ impl SoakFigures {
     /// Processes started again after a kill: every killed member is
     /// replaced and every killed broker started again.
     pub fn restarts(&self) -> u32 {
-        self.member_kills + self.broker_kills
+        self.member_kills + self.broker_kills()
+    }
+
+    /// Nodes killed with SIGKILL.
+    pub fn broker_kills(&self) -> u32 {
+        u32::try_from(self.kills.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Node kills that hit the active controller.
+    pub fn controller_kills(&self) -> u32 {
+        u32::try_from(self.kills.iter().filter(|k| k.controller).count()).unwrap_or(u32::MAX)
+    }
+
+    /// Node kills that hit a leader of the soak topic's partitions.
+    pub fn leader_kills(&self) -> u32 {
+        u32::try_from(self.kills.iter().filter(|k| !k.leads.is_empty()).count()).unwrap_or(u32::MAX)
     }
 
     /// Fails unless every reading was delivered and processed and the
@@ -106,7 +142,8 @@ impl fmt::Display for SoakFigures {
         write!(
             f,
             "produced {}, delivered {} (temp_gen: {}), consumed {} ({} distinct), lost {}, duplicates {}, \
-             member kills {}, broker kills {}, restarts {}, committed lag {}, wall time {:.1} s",
+             member kills {}, node kills {} (of the active controller {}, of a partition leader {}; {} in a burst of \
+             {:.1} s), kills while temp_gen wrote {}, while the group read {}, restarts {}, committed lag {}, wall time {:.1} s",
             g.produced,
             g.delivered,
             self.producer_delivered,
@@ -115,7 +152,13 @@ impl fmt::Display for SoakFigures {
             g.lost,
             g.duplicated,
             self.member_kills,
-            self.broker_kills,
+            self.broker_kills(),
+            self.controller_kills(),
+            self.leader_kills(),
+            self.packed_kills,
+            self.packed_span.as_secs_f64(),
+            self.kills_mid_stream,
+            self.kills_while_reading,
             self.restarts(),
             self.lag,
             self.wall.as_secs_f64()
@@ -127,6 +170,7 @@ impl fmt::Display for SoakFigures {
 enum Fault {
     Member,
     Broker,
+    Burst,
 }
 
 /// The group's members, alive and dead.
@@ -207,8 +251,8 @@ impl Group<'_> {
     }
 }
 
-/// Runs `soak` against `brokers` (one broker, or the brokers of one
-/// cluster), which it kills and starts again.
+/// Runs `soak` against `brokers` (one node, or the nodes of one cluster),
+/// which it kills and starts again.
 pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result<SoakFigures> {
     ensure!(!brokers.is_empty(), "the soak needs a broker");
     let bootstrap = brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",");
@@ -216,10 +260,12 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
         KafkaCluster::builder(&bootstrap).client_id("soak").broker_timeout(Duration::from_secs(30)).build()?;
     cluster.wait_for_brokers().await?;
     let topic = unique("soak");
-    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
+    cluster.ensure_topic(&twitch::TopicConfiguration::new(&topic, 3)).await?;
+    let mut killer = Killer::new(brokers, ClusterView::new(&bootstrap)?, &topic);
     let mut rng = XorShiftRng::seed_from_u64(soak.seed);
     let mut faults: Vec<Fault> = std::iter::repeat_n(Fault::Member, soak.member_kills as usize)
         .chain(std::iter::repeat_n(Fault::Broker, soak.broker_kills as usize))
+        .chain((soak.packed_kills > 0).then_some(Fault::Burst))
         .collect();
     faults.shuffle(&mut rng);
 
@@ -238,13 +284,14 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
     }
     let count = soak.readings.to_string();
     let args = ["--topic", &topic, "--count", &count, "--interval", &soak.interval, "--seed", "7"];
-    let producer = App::spawn("temp_gen", &bins.temp_gen, &args, &bootstrap)?;
+    let mut producer = App::spawn("temp_gen", &bins.temp_gen, &args, &bootstrap)?;
     let started = Instant::now();
 
     // Fault k comes once (k + 1) / (faults + 1) of the readings are printed,
     // and at least two seconds after the one before.
-    let (mut member_kills, mut broker_kills) = (0, 0);
-    let mut next_broker = rng.gen_range(0..brokers.len());
+    let (mut member_kills, mut kills, mut kills_mid_stream, mut kills_while_reading) = (0, Vec::new(), 0, 0);
+    let all = usize::try_from(soak.readings)?;
+    let mut packed_span = Duration::ZERO;
     let total = faults.len() as u64 + 1;
     for (k, fault) in faults.iter().enumerate() {
         let due = usize::try_from(soak.readings * (k as u64 + 1) / total)?;
@@ -261,22 +308,37 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
             soak.settle,
             group.tails(12)
         );
+        let at = format!("{:.1} s, {} printed", started.elapsed().as_secs_f64(), group.printed());
+        let (writing, reading) = (producer.check_running().is_ok(), group.printed() < all);
         match fault {
             Fault::Member => {
                 let i = rng.gen_range(0..group.alive.len());
-                eprintln!("soak: {:>7.1} s: SIGKILL {} ({} printed)", started.elapsed().as_secs_f64(), group.alive[i].name(), group.printed());
+                tracing::info!("{at}: SIGKILL {}", group.alive[i].name());
                 group.kill(i).await?;
                 member_kills += 1;
+                kills_mid_stream += u32::from(writing);
+                kills_while_reading += u32::from(reading);
             }
             Fault::Broker => {
-                let n = brokers.len();
-                let broker = &mut brokers[next_broker];
-                next_broker = (next_broker + 1) % n;
-                eprintln!("soak: {:>7.1} s: SIGKILL broker {} ({} printed)", started.elapsed().as_secs_f64(), broker.address(), group.printed());
-                broker.kill().await?;
-                tokio::time::sleep(soak.downtime).await;
-                broker.start_again().await?;
-                broker_kills += 1;
+                tracing::info!("{at}: node kill {}", kills.len() + 1);
+                kills.push(killer.kill_and_restart(soak.downtime).await?);
+                kills_mid_stream += u32::from(writing);
+                kills_while_reading += u32::from(reading);
+            }
+            Fault::Burst => {
+                tracing::info!("{at}: a burst of {} node kills", soak.packed_kills);
+                let mut first = None;
+                for _ in 0..soak.packed_kills {
+                    let (writing, reading) = (producer.check_running().is_ok(), group.printed() < all);
+                    let kill = killer.kill_and_restart(Duration::ZERO).await?;
+                    // The burst starts at its first SIGKILL: the wait for in-sync replicas before it is not part of it.
+                    first.get_or_insert(Instant::now() - kill.down);
+                    kills.push(kill);
+                    kills_mid_stream += u32::from(writing);
+                    kills_while_reading += u32::from(reading);
+                }
+                packed_span = first.map_or(Duration::ZERO, |t| t.elapsed());
+                tracing::info!("the burst took {:.1} s", packed_span.as_secs_f64());
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -285,14 +347,25 @@ pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result
     let produced = producer.finish(soak.settle).await?.producer_summary(soak.readings)?.produced;
     let expected = expected_readings(soak.readings, 3);
     if !every_reading_printed(&mut group, &expected, soak.settle).await? {
-        eprintln!("soak: not every reading was printed within {:?} after temp_gen ended", soak.settle);
+        tracing::warn!("not every reading was printed within {:?} after temp_gen ended", soak.settle);
     }
     let wall = started.elapsed();
     let lag = settled_lag(&cluster, &group.group, &topic).await?;
     let processed = group.stop().await?;
     let stored = topic_readings(&cluster, &topic).await?;
     let figures = Figures::new(&format!("soak {topic}"), &expected, &stored, &processed);
-    Ok(SoakFigures { figures, producer_delivered: produced, member_kills, broker_kills, lag, wall })
+    Ok(SoakFigures {
+        figures,
+        producer_delivered: produced,
+        member_kills,
+        kills,
+        packed_kills: soak.packed_kills,
+        packed_span,
+        kills_mid_stream,
+        kills_while_reading,
+        lag,
+        wall,
+    })
 }
 
 /// Waits until the members printed every `expected` reading; false after

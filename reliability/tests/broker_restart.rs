@@ -1,7 +1,7 @@
-//! The broker restarts mid-stream: a nisshi of this test's own on `sqlite://`
-//! storage (data in a temporary directory) is stopped (port 19700), or
-//! killed with SIGKILL, a crash (port 19701), and started again on the same
-//! storage while `temp_gen` writes and two consumer groups read.
+//! The broker restarts mid-stream: a Kafka node of this test's own is
+//! stopped (port 19700), or killed with SIGKILL, a crash (port 19701), and
+//! started again on its log dir while `temp_gen` writes and two consumer
+//! groups read.
 //!
 //! * Group A: one `average_temp` reads straight through the restart.
 //! * Group B: one `average_temp` stops (Ctrl-C, committing what it printed)
@@ -19,7 +19,7 @@
 //! readings it could not deliver, and those plus the ones stored (read back
 //! once the broker is up again) must make up every reading it produced.
 //!
-//! Needs the nisshi binary (`scripts/broker.sh install`), not `KAFKA_BROKERS`.
+//! Needs Kafka installed (`scripts/kafka.sh install`), not `KAFKA_BROKERS`.
 //! Figures go to stderr: `cargo test -p reliability --test broker_restart -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,11 +27,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context as _, Result};
 use reliability::{
-    binaries, expected_readings, DataDir, poll_until, topic_readings, unique, wait_until, App, Broker, Figures,
-    Processed,
+    binaries, expected_readings, poll_until, topic_readings, unique, wait_until, App, Broker, Figures, Processed,
 };
 use temps::ProducerSummary;
-use twitch::{KafkaCluster, TopicConfiguration};
+use twitch::KafkaCluster;
 
 /// The tests' broker ports (others: 9092, 19092+ for scripts/test.sh).
 const PORT: u16 = 19700;
@@ -96,16 +95,14 @@ async fn restart(port: u16, crash: bool) -> Result<()> {
     let how = if crash { "broker crash (SIGKILL)" } else { "broker restart" };
     let started = tokio::time::Instant::now();
     let bins = binaries()?;
-    // Declared before the broker, so dropped after it: the broker stops before its data goes.
-    let dir = DataDir::new("broker-restart")?;
-    let mut broker = Broker::start(port, &dir.sqlite("twitch")).await?;
+    let mut broker = Broker::start(port).await?;
     let brokers = broker.address();
 
     let cluster =
         KafkaCluster::builder(&brokers).client_id("reliability").broker_timeout(Duration::from_secs(20)).build()?;
     cluster.wait_for_brokers().await?;
     let topic = unique("rel-restart");
-    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
+    cluster.ensure_topic(&twitch::TopicConfiguration::new(&topic, 3)).await?;
     let (group_a, group_b) = (format!("{topic}-a"), format!("{topic}-b"));
     let consumer = |name: &str, group: &str| {
         App::spawn(name, &bins.average_temp, &["--topic", &topic, "--group", group, "--no-dead-letter"], &brokers)
@@ -244,14 +241,13 @@ async fn a_broker_that_stays_down_makes_the_producer_report_what_it_did_not_deli
     const COUNT: u64 = 600;
     let started = tokio::time::Instant::now();
     let bins = binaries()?;
-    let dir = DataDir::new("broker-gone")?;
-    let mut broker = Broker::start(PORT_GONE, &dir.sqlite("twitch")).await?;
+    let mut broker = Broker::start(PORT_GONE).await?;
     let brokers = broker.address();
     let cluster =
         KafkaCluster::builder(&brokers).client_id("reliability").broker_timeout(Duration::from_secs(20)).build()?;
     cluster.wait_for_brokers().await?;
     let topic = unique("rel-gone");
-    cluster.create_topics(&[TopicConfiguration::new(&topic, 3)]).await?;
+    cluster.ensure_topic(&twitch::TopicConfiguration::new(&topic, 3)).await?;
 
     // About 3 s of readings; the broker goes after the first 100 are stored.
     let count = COUNT.to_string();

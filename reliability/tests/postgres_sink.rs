@@ -20,7 +20,6 @@ use std::time::Duration;
 use anyhow::{ensure, Context as _, Result};
 use reliability::{
     binaries, brokers, sink_binary, topic_readings, unique, unique_schema, App, Broker, Finished, Key, Postgres,
-    DataDir,
 };
 use temp_sink::Store;
 use tokio::time::Instant;
@@ -219,8 +218,7 @@ async fn one_to_three_sinks_one_sigkilled_write_every_reading_once() -> Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_write_every_reading_once_across_a_broker_crash() -> Result<()> {
     let pg = Postgres::start(19731).await?;
-    let dir = DataDir::new("sink-broker")?;
-    let mut broker = Broker::start(19720, &dir.sqlite("twitch")).await?;
+    let mut broker = Broker::start(19720).await?;
     let run = Run::new("sink-broker", broker.address(), &pg).await?;
     let mut sinks = vec![run.sink("temp_sink-1")?, run.sink("temp_sink-2")?];
     let mut producer = run.producer(READINGS)?;
