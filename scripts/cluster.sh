@@ -4,11 +4,12 @@
 #
 # Usage: scripts/cluster.sh COMMAND [OPTIONS]
 #
-#   start   [--nodes N] [--port FIRST]
+#   start   [--nodes N] [--port FIRST] [-- KEY=VALUE...]
 #           Start N nodes (default 3) on 127.0.0.1:FIRST.. (default 19301; controllers on FIRST+1000..)
 #           with fresh log dirs, one cluster id, replication factor N (at most 3) and
 #           min.insync.replicas one less (at least 1), internal topics included. Waits until every
-#           node answers, then prints `export KAFKA_BROKERS=...` with every node.
+#           node answers, then prints `export KAFKA_BROKERS=...` with every node. KEY=VALUE
+#           settings go to every node's server.properties (scripts/kafka.sh start -- ...).
 #   stop    [--nodes N] [--port FIRST]   Stop the nodes (controlled shutdowns).
 #   kill    --node I [--port FIRST]      SIGKILL node I (1..N): a crash.
 #   restart --node I [--port FIRST]      Start node I again on its own log dir (after stop or kill).
@@ -24,6 +25,7 @@ source scripts/lib.sh # log, die, usage
 NODES=3
 FIRST=19301
 NODE=
+EXTRA=()
 
 parse_options() {
     while (($#)); do
@@ -31,6 +33,7 @@ parse_options() {
         --nodes) NODES=${2:?--nodes needs a value}; shift 2 ;;
         --port) FIRST=${2:?--port needs a value}; shift 2 ;;
         --node) NODE=${2:?--node needs a value}; shift 2 ;;
+        --) shift; EXTRA=("$@"); break ;;
         -h | --help) usage ;;
         *) log "unknown option: $1"; usage ;;
         esac
@@ -61,7 +64,7 @@ cmd_start() {
     # A node answers only once a quorum of controllers elected a leader: start all, then wait.
     for ((i = 1; i <= NODES; i++)); do
         scripts/kafka.sh start --no-wait --port $((FIRST + i - 1)) --node-id "$i" --voters "$(voters)" \
-            --cluster-id "$id" --replication "$replication" >&2 ||
+            --cluster-id "$id" --replication "$replication" -- ${EXTRA[@]+"${EXTRA[@]}"} >&2 ||
             die "node $i did not start; stop the others with: scripts/cluster.sh stop --nodes $NODES --port $FIRST"
     done
     for ((i = 1; i <= NODES; i++)); do

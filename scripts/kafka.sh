@@ -255,6 +255,10 @@ cmd_start() {
         return
     fi
     listening "$PORT" && die "$HOST:$PORT is in use by something that does not answer Kafka requests"
+    # A restart listens where its kept settings say.
+    if $KEEP && [[ -f $dir/server.properties ]]; then
+        CONTROLLER_PORT=$(sed -n 's/^listeners=.*CONTROLLER:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/server.properties")
+    fi
     listening "$CONTROLLER_PORT" && die "the controller port $HOST:$CONTROLLER_PORT is in use; pick another with --controller-port"
     [[ -f $KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar ]] ||
         die "Kafka $KAFKA_VERSION is not installed in $KAFKA_HOME; run: scripts/kafka.sh install"

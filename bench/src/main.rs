@@ -2,7 +2,7 @@
 //! run.
 //!
 //! ```text
-//! cargo run --release -p twitch-bench -- --brokers 127.0.0.1:19292
+//! cargo run --release -p twitch-bench -- --target broker --brokers 127.0.0.1:19900
 //! cargo run --release -p twitch-bench -- --target mock --rounds 5
 //! cargo run --release -p twitch-bench -- --quick --target mock
 //! ```
@@ -104,7 +104,8 @@ struct Cli {
     rskafka_batch: usize,
 
     /// Pid of the broker process, to report its CPU use (found from
-    /// scripts/broker.sh's pid file when not given).
+    /// scripts/kafka.sh's pid file, target/kafka/<port>/kafka.pid, when not
+    /// given).
     #[arg(long, env = "BROKER_PID")]
     broker_pid: Option<u32>,
 

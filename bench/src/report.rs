@@ -431,7 +431,7 @@ impl Report {
                     let _ = writeln!(
                         out,
                         "- broker throughput as a share of the mock's (raw side): {}. Where this is far below 100%, \
-                         the broker (nisshi memory:// here) is the limit, not the client.",
+                         the broker is the limit, not the client.",
                         lines.join(", ")
                     );
                 }

@@ -84,8 +84,8 @@ impl Target {
         Ok(name)
     }
 
-    /// Deletes a topic when done with it (the in-memory broker keeps every
-    /// record otherwise). Failures only warn.
+    /// Deletes a topic when done with it (the broker keeps every record
+    /// otherwise, on disk). Failures only warn.
     pub async fn drop_topic(&self, topic: &str) {
         if let Target::Broker { admin, .. } = self {
             if let Err(e) = admin.delete_topics(&[topic]).await {
@@ -95,13 +95,18 @@ impl Target {
     }
 }
 
-/// The pid of a nisshi that `scripts/broker.sh` started for the port of
-/// `brokers` (a single `host:port`), read from its pid file.
+/// The pid of the Kafka node that `scripts/kafka.sh start --port N` started
+/// for the port of `brokers` (the first `host:port`), read from its pid file
+/// `<state>/kafka/<port>/kafka.pid`, where `<state>` is `TWITCH_STATE` as
+/// for the script (default the workspace's `target/`).
 pub fn find_broker_pid(brokers: &str) -> Option<u32> {
     let port = brokers.split(',').next()?.rsplit(':').next()?.trim();
-    let candidates = [
-        std::path::PathBuf::from(format!("target/broker/{port}/nisshi.pid")),
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/broker/{port}/nisshi.pid")),
-    ];
+    let file = format!("kafka/{port}/kafka.pid");
+    let mut candidates = Vec::new();
+    if let Some(state) = std::env::var_os("TWITCH_STATE").filter(|s| !s.is_empty()) {
+        candidates.push(std::path::PathBuf::from(state).join(&file));
+    }
+    candidates.push(std::path::PathBuf::from("target").join(&file));
+    candidates.push(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(&file));
     candidates.iter().find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
 }
