@@ -35,7 +35,7 @@ pub use broker::{active_controller, Broker, TEST_SETTINGS};
 pub use kills::Kill;
 pub use metadata::{ClusterView, PartitionState};
 pub use postgres::{sink_binary, unique_schema, Postgres};
-pub use soak::{run as soak, Soak, SoakFigures};
+pub use soak::{on_cluster as soak_on_cluster, run as soak, Soak, SoakFigures};
 pub use tally::{expected_readings, parse_reading_line, topic_readings, Figures, Key, Processed};
 
 /// `scripts/<name>` of this repository.

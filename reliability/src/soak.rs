@@ -397,3 +397,18 @@ async fn settled_lag(cluster: &KafkaCluster, group: &str, topic: &str) -> Result
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The soak on a fresh cluster of `nodes` Kafka nodes from port `first`
+/// ([`Broker::cluster`]), stopped at the end whatever the outcome; prints
+/// the figures and each node kill to stderr under `label`.
+pub async fn on_cluster(soak: &Soak, bins: &Binaries, first: u16, nodes: u16, label: &str) -> Result<SoakFigures> {
+    let mut brokers = Broker::cluster(first, nodes).await?;
+    let outcome = run(soak, bins, &mut brokers).await;
+    Broker::stop_all(&mut brokers).await?;
+    let figures = outcome?;
+    eprintln!("FIGURES {label} ({nodes} Kafka nodes): {figures}");
+    for kill in &figures.kills {
+        eprintln!("  killed {kill}, down {:.1} s", kill.down.as_secs_f64());
+    }
+    Ok(figures)
+}

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use reliability::{binaries, init_tracing, soak, Broker, Soak};
+use reliability::{binaries, init_tracing, soak_on_cluster, Soak};
 
 const FIRST_PORT: u16 = 19715;
 const NODES: u16 = 3;
@@ -30,15 +30,7 @@ async fn a_cluster_drains_after_node_kills_in_a_burst() -> Result<()> {
         settle: Duration::from_secs(90),
         ..Soak::default()
     };
-    let bins = binaries()?;
-    let mut brokers = Broker::cluster(FIRST_PORT, NODES).await?;
-    let outcome = soak(&config, &bins, &mut brokers).await;
-    Broker::stop_all(&mut brokers).await?;
-    let figures = outcome?;
-    eprintln!("FIGURES packed node kills ({NODES} Kafka nodes): {figures}");
-    for kill in &figures.kills {
-        eprintln!("  killed {kill}, down {:.1} s", kill.down.as_secs_f64());
-    }
+    let figures = soak_on_cluster(&config, &binaries()?, FIRST_PORT, NODES, "packed node kills").await?;
     ensure!(figures.broker_kills() == KILLS, "not every kill came: {figures}");
     let victims: std::collections::BTreeSet<i32> = figures.kills.iter().map(|k| k.node).collect();
     ensure!(victims.len() >= 2, "the burst killed the same node over and over: {figures}");

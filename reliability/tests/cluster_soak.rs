@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use reliability::{binaries, init_tracing, soak, Broker, Soak};
+use reliability::{binaries, init_tracing, soak_on_cluster, Soak};
 
 const FIRST_PORT: u16 = 19712;
 const NODES: u16 = 3;
@@ -27,15 +27,7 @@ async fn a_cluster_loses_nothing_through_member_and_node_kills() -> Result<()> {
         settle: Duration::from_secs(90),
         ..Soak::default()
     };
-    let bins = binaries()?;
-    let mut brokers = Broker::cluster(FIRST_PORT, NODES).await?;
-    let outcome = soak(&config, &bins, &mut brokers).await;
-    Broker::stop_all(&mut brokers).await?;
-    let figures = outcome?;
-    eprintln!("FIGURES cluster soak ({NODES} Kafka nodes): {figures}");
-    for kill in &figures.kills {
-        eprintln!("  killed {kill}");
-    }
+    let figures = soak_on_cluster(&config, &binaries()?, FIRST_PORT, NODES, "cluster soak").await?;
     ensure!((figures.member_kills, figures.broker_kills()) == (3, 2), "not every kill came: {figures}");
     ensure!(
         figures.controller_kills() >= 1 && figures.leader_kills() >= 2,

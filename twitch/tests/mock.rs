@@ -1,5 +1,6 @@
 //! Injected faults on librdkafka's in-process mock cluster: transactions
-//! whose coordinator fails, partition growth seen by a running writer. These
+//! whose commit fails in each way, an idempotent writer through request
+//! errors and a broker going down. These
 //! complement the tests on Apache Kafka (transactions.rs, warden.rs); they do
 //! not replace them.
 
@@ -7,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::init_logging;
+use common::{init_logging, read_to_end, transform};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use tokio::time::timeout;
 use twitch::warden::KafkaCluster;
 use twitch::writer::TransactionalWriter;
 use twitch::{Record, TopicPartition};
@@ -20,21 +20,6 @@ fn mock() -> (MockCluster<'static, DefaultProducerContext>, KafkaCluster) {
     let mock = MockCluster::new(3).expect("mock cluster");
     let cluster = KafkaCluster::new(mock.bootstrap_servers(), "mock-tests".into());
     (mock, cluster)
-}
-
-async fn read_to_end(cluster: &KafkaCluster, topic: &str, isolation: &str) -> Vec<Vec<u8>> {
-    let mut reader = cluster
-        .partition_reader()
-        .partition(TopicPartition::new(topic, 0))
-        .set("isolation.level", isolation)
-        .stop_at_end(true)
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = timeout(Duration::from_secs(20), reader.next()).await.unwrap() {
-        out.push(r.unwrap().record.payload);
-    }
-    out
 }
 
 /// Consume-transform-produce through both transaction outcomes.
@@ -58,17 +43,6 @@ async fn consume_transform_produce_is_exactly_once() {
 
     let mut input = cluster.group_reader("eos").topic("in").transactional().build().unwrap();
     let mut out = cluster.transactional_writer("out", "eos-1").await.unwrap();
-
-    async fn transform(input: &mut twitch::GroupReader, out: &mut TransactionalWriter, n: usize) {
-        out.begin().await.unwrap();
-        for _ in 0..n {
-            let (record, ack) = timeout(Duration::from_secs(30), input.next()).await.unwrap().unwrap().unwrap();
-            out.produce(Record::new(vec![record.payload()[0] * 2])).await.unwrap();
-            ack.ack();
-        }
-        let group = input.group_metadata().expect("the reader has joined its group");
-        out.send_offsets(&input.processed_offsets(), group).await.unwrap();
-    }
 
     transform(&mut input, &mut out, 10).await;
     out.commit().await.unwrap();

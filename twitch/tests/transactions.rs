@@ -4,41 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{cluster, init_logging, topic, unique};
-use tokio::time::timeout;
-use twitch::warden::KafkaCluster;
-use twitch::writer::TransactionalWriter;
-use twitch::{GroupReader, Record, TopicPartition};
-
-async fn read_to_end(cluster: &KafkaCluster, topic: &str, isolation: &str) -> Vec<Vec<u8>> {
-    let mut reader = cluster
-        .partition_reader()
-        .partition(TopicPartition::new(topic, 0))
-        .set("isolation.level", isolation)
-        .stop_at_end(true)
-        .build()
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = timeout(Duration::from_secs(30), reader.next()).await.unwrap() {
-        out.push(r.unwrap().record.payload);
-    }
-    out
-}
-
-/// Reads `n` records, writes each doubled into the open transaction and
-/// adds the input offsets to it.
-async fn transform(input: &mut GroupReader, out: &mut TransactionalWriter, n: usize) {
-    out.begin().await.unwrap();
-    for _ in 0..n {
-        let (record, ack) = timeout(Duration::from_secs(30), input.next()).await.unwrap().unwrap().unwrap();
-        out.produce(Record::new(vec![record.payload()[0] * 2])).await.unwrap();
-        ack.ack();
-    }
-    let group = input.group_metadata().expect("the reader has joined its group");
-    out.send_offsets(&input.processed_offsets(), group).await.unwrap();
-}
+use common::{cluster, init_logging, read_to_end, topic, transform, unique};
+use twitch::{Record, TopicPartition};
 
 async fn consume_transform_produce(flavor: &str) {
     init_logging();
