@@ -42,13 +42,7 @@ STATE=${TWITCH_STATE:-$REPO/target}/kafka
 KAFKA_HOME=$CACHE/kafka-$KAFKA_VERSION
 
 # shellcheck source=lib.sh
-source "$REPO/scripts/lib.sh" # log, die, usage, apt_install, kafka_ping, alive, now_ms
-
-# Whether anything accepts TCP connections on 127.0.0.1:PORT.
-listening() {
-    # shellcheck disable=SC2016 # $0 and $1 belong to the inner bash
-    timeout 1 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
-}
+source "$REPO/scripts/lib.sh" # log, die, usage, apt_install, kafka_ping, alive, now_ms, port_in_use
 
 state_dir() { echo "$STATE/$1"; }
 
@@ -254,12 +248,12 @@ cmd_start() {
         log "a Kafka broker already answers on $HOST:$PORT (not started by this script); using it"
         return
     fi
-    listening "$PORT" && die "$HOST:$PORT is in use by something that does not answer Kafka requests"
+    port_in_use "$PORT" && die "$HOST:$PORT is in use by something that does not answer Kafka requests"
     # A restart listens where its kept settings say.
     if $KEEP && [[ -f $dir/server.properties ]]; then
         CONTROLLER_PORT=$(sed -n 's/^listeners=.*CONTROLLER:\/\/[^:]*:\([0-9]*\).*/\1/p' "$dir/server.properties")
     fi
-    listening "$CONTROLLER_PORT" && die "the controller port $HOST:$CONTROLLER_PORT is in use; pick another with --controller-port"
+    port_in_use "$CONTROLLER_PORT" && die "the controller port $HOST:$CONTROLLER_PORT is in use; pick another with --controller-port"
     [[ -f $KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar ]] ||
         die "Kafka $KAFKA_VERSION is not installed in $KAFKA_HOME; run: scripts/kafka.sh install"
     java=$(java_bin) || die "java not found; run: scripts/kafka.sh install (it installs Java 17 with apt)"
