@@ -87,7 +87,7 @@ impl std::fmt::Display for TransactionErrorKind {
 /// match writer.flush_async().await {
 ///     Ok(_) => {}
 ///     Err(e) => match e.kind() {
-///         ErrorKind::Delivery { failures } => eprintln!("{} records refused", failures.len()),
+///         ErrorKind::Delivery { failures, .. } => eprintln!("{} records refused", failures.len()),
 ///         _ => eprintln!("flush failed: {e}"),
 ///     },
 /// }
@@ -232,10 +232,24 @@ pub enum ErrorKind {
     },
 
     /// Some records were not delivered; each comes back with its reason.
-    #[error("{} record(s) not delivered; first: {}", failures.len(), failures.first().map(|f| f.error.to_string()).unwrap_or_default())]
+    ///
+    /// A flush returns it with every failure since the failures were last
+    /// taken; a writer's `produce` (or `send`) returns it as soon as earlier
+    /// records failed, without waiting for a flush: the record passed to
+    /// that call was queued all the same. A flush that also ran out of time
+    /// says so in `flush_timed_out`, with the records it gave up on in
+    /// `in_flight` (what [`FlushTimeout`](Self::FlushTimeout) says alone).
+    #[error("{} record(s) not delivered; first: {}{}", failures.len(), failures.first().map(|f| f.error.to_string()).unwrap_or_default(),
+        flush_timed_out.map(|t| format!("; the flush also timed out after {t:?} with {in_flight} record(s) still in flight")).unwrap_or_default())]
     Delivery {
         /// The records that failed, in the order they failed.
         failures: Vec<DeliveryFailure>,
+        /// The timeout of the flush that returned this error, if it ran out
+        /// of time as well: records were still in flight.
+        flush_timed_out: Option<Duration>,
+        /// Records still in flight (neither acknowledged nor failed) when
+        /// this error was made: a later flush may deliver them.
+        in_flight: u64,
     },
 
     /// Flushing did not finish in time; records are still in flight.
@@ -284,6 +298,20 @@ pub enum ErrorKind {
         kind: TransactionErrorKind,
     },
 
+    /// A [`TransactionalWriter`](crate::writer::TransactionalWriter) call
+    /// came at the wrong time: `produce`, `send_keyed`, `send_offsets`,
+    /// `flush`, `commit` or `abort` with no transaction open, or `begin`
+    /// with one open. Nothing changed: call what the message says, then
+    /// this again.
+    #[error("cannot {operation}: {}", if *open { "a transaction is already open; call commit() or abort() first" } else { "no transaction is open; call begin() first" })]
+    TransactionState {
+        /// The call: `begin`, `produce`, `send`, `send offsets`, `flush`,
+        /// `commit` or `abort`.
+        operation: &'static str,
+        /// Whether a transaction was open.
+        open: bool,
+    },
+
     /// A value could not be encoded.
     #[error("cannot encode value: {source}")]
     Encode {
@@ -313,6 +341,28 @@ pub enum ErrorKind {
     /// A blocking task could not run to completion.
     #[error("background task failed: {0}")]
     Task(String),
+
+    /// A transactional group reader was asked to do what only its
+    /// transaction does: its offsets commit with the transaction
+    /// ([`TransactionalWriter::send_offsets`](crate::writer::TransactionalWriter::send_offsets)).
+    #[error("a transactional group reader cannot {operation}: its offsets commit with the transaction (send_offsets)")]
+    TransactionalReader {
+        /// What was asked, such as `commit`.
+        operation: &'static str,
+    },
+
+    /// Returned by a read of a transactional group reader (built with
+    /// `.transactional()`) when partitions are about to be taken away: end
+    /// the open transaction first (send the processed offsets and commit,
+    /// or abort and [`rewind`](crate::GroupReader::rewind)), then read on;
+    /// the next read gives the partitions up. A
+    /// [`TransactionalStage`](crate::stage::TransactionalStage) does this by
+    /// itself.
+    #[error("partitions {partitions:?} are being revoked: end the open transaction, then read on")]
+    Revoking {
+        /// The partitions about to be revoked.
+        partitions: Vec<crate::record::TopicPartition>,
+    },
 }
 
 /// The error code of a librdkafka error, admin-request errors included.
@@ -389,7 +439,7 @@ impl Error {
             | ErrorKind::Subscription { source, .. }
             | ErrorKind::Commit { source }
             | ErrorKind::Transaction { source, .. } => code_of(source),
-            ErrorKind::Delivery { failures } => failures.first().and_then(|f| code_of(&f.error)),
+            ErrorKind::Delivery { failures, .. } => failures.first().and_then(|f| code_of(&f.error)),
             _ => None,
         }
     }

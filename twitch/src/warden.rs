@@ -21,28 +21,34 @@
 //! ```
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::metadata::Metadata;
-use tracing::{debug, info};
+use rdkafka::consumer::BaseConsumer;
 
 use crate::config::ClientSettings;
 
+mod alter;
+mod brokers;
+mod cluster;
 mod configs;
+mod describe;
 mod groups;
 mod topics;
 
+pub use cluster::{BrokerInfo, UNKNOWN_WATERMARK};
+pub use configs::{ConfigEntry, ConfigSource};
 pub use groups::{decode_assignment, GroupInfo, MemberInfo};
-pub use topics::{BrokerInfo, PartitionInfo, TopicConfiguration, TopicInfo};
+pub use crate::reader::GroupProtocol;
+pub use topics::{PartitionInfo, TopicConfiguration, TopicInfo};
 
 pub use crate::config::validate_topic_name;
 pub use crate::reader::PartitionLag;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::reader::{GroupReaderBuilder, PartitionReaderBuilder};
 use crate::record::TopicPartition;
+use crate::stage::TransactionalStageBuilder;
 use crate::writer::{KeyedWriter, PartitionWriter, TransactionalWriter};
 
 /// Default time [`KafkaCluster::wait_for_brokers`] keeps trying.
@@ -55,6 +61,8 @@ struct Inner {
     broker_timeout: Duration,
     request_timeout: Duration,
     admin: Mutex<Option<Arc<AdminClient<DefaultClientContext>>>>,
+    /// A consumer outside any group, for batched offset look-ups.
+    offsets: Mutex<Option<Arc<BaseConsumer>>>,
 }
 
 /// A Kafka cluster: the entry point of twitch. Cheap to clone.
@@ -141,7 +149,13 @@ impl KafkaCluster {
 
     fn from_settings(settings: ClientSettings, broker_timeout: Duration, request_timeout: Duration) -> Self {
         KafkaCluster {
-            inner: Arc::new(Inner { settings, broker_timeout, request_timeout, admin: Mutex::new(None) }),
+            inner: Arc::new(Inner {
+                settings,
+                broker_timeout,
+                request_timeout,
+                admin: Mutex::new(None),
+                offsets: Mutex::new(None),
+            }),
         }
     }
 
@@ -174,60 +188,23 @@ impl KafkaCluster {
         Ok(admin)
     }
 
-    /// Runs a blocking librdkafka call on Tokio's blocking pool.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&AdminClient<DefaultClientContext>) -> T + Send + 'static,
-    ) -> Result<T> {
-        let admin = self.admin()?;
-        tokio::task::spawn_blocking(move || f(&admin)).await.map_err(|e| ErrorKind::Task(e.to_string()).into())
-    }
-
-    async fn metadata(&self, topic: Option<String>, timeout: Duration) -> Result<Metadata, KafkaError> {
-        match self.blocking(move |a| a.inner().fetch_metadata(topic.as_deref(), timeout)).await {
-            Ok(res) => res,
-            Err(e) => Err(KafkaError::MetadataFetch(match e.kafka_code() {
-                Some(code) => code,
-                None => RDKafkaErrorCode::Fail,
-            })),
+    /// A consumer that joins no group, created once: librdkafka's batched
+    /// offset look-up (`offsets_for_times`) is a consumer call.
+    fn offsets_client(&self) -> Result<Arc<BaseConsumer>> {
+        let mut slot = self.inner.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = slot.as_ref() {
+            return Ok(Arc::clone(client));
         }
-    }
-
-    /// Waits until a broker answers a metadata request, retrying with
-    /// exponential backoff (100 ms up to 2 s) until the broker timeout, then
-    /// fails with [`ErrorKind::BrokersUnavailable`].
-    pub async fn wait_for_brokers(&self) -> Result<Vec<BrokerInfo>> {
         self.inner.settings.validate()?;
-        let started = Instant::now();
-        let deadline = started + self.inner.broker_timeout;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = remaining.min(self.inner.request_timeout).max(Duration::from_millis(100));
-            let err = match self.metadata(None, attempt).await {
-                Ok(md) if !md.brokers().is_empty() => {
-                    let brokers: Vec<BrokerInfo> = md
-                        .brokers()
-                        .iter()
-                        .map(|b| BrokerInfo { id: b.id(), host: b.host().to_owned(), port: b.port() })
-                        .collect();
-                    info!(brokers = brokers.len(), waited = ?started.elapsed(), "Kafka brokers are up");
-                    return Ok(brokers);
-                }
-                Ok(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerNotAvailable),
-                Err(e) => e,
-            };
-            if Instant::now() + backoff >= deadline {
-                return Err(ErrorKind::BrokersUnavailable {
-                    brokers: self.inner.settings.brokers().to_owned(),
-                    waited: started.elapsed(),
-                    source: err,
-                }.into());
-            }
-            debug!(error = %err, ?backoff, "brokers not ready yet");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
+        let client: BaseConsumer = self
+            .inner
+            .settings
+            .client_config(&[("allow.auto.create.topics", "false"), ("enable.auto.commit", "false")])
+            .create()
+            .map_err(|source| ErrorKind::ClientCreation { role: "offsets consumer", source })?;
+        let client = Arc::new(client);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
     }
 
     fn admin_options(&self) -> AdminOptions {
@@ -236,171 +213,13 @@ impl KafkaCluster {
             .operation_timeout(Some(self.inner.request_timeout))
     }
 
-    /// Creates topics; a topic that already exists is not an error (its
-    /// partition count is not checked; see [`KafkaCluster::ensure_topic`]).
-    /// Returns once the new topics show in the cluster's metadata.
-    pub async fn create_topics(&self, topics: &[TopicConfiguration]) -> Result<()> {
-        for t in topics {
-            t.validate()?;
-        }
+    /// Runs a blocking librdkafka call on Tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AdminClient<DefaultClientContext>) -> T + Send + 'static,
+    ) -> Result<T> {
         let admin = self.admin()?;
-        let new_topics: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|t| {
-                t.configs.iter().fold(
-                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)),
-                    |nt, (k, v)| nt.set(k, v),
-                )
-            })
-            .collect();
-        let results = admin
-            .create_topics(&new_topics, &self.admin_options())
-            .await
-            .map_err(|source| ErrorKind::Admin { operation: "create topics", source })?;
-        for res in results {
-            match res {
-                Ok(name) => info!(topic = %name, "topic created"),
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "topic exists"),
-                Err((topic, code)) => {
-                    return Err(ErrorKind::TopicAdmin { operation: "creation", topic, code, detail: None }.into());
-                }
-            }
-        }
-        for t in topics {
-            self.wait_for_topic(&t.name).await?;
-        }
-        Ok(())
-    }
-
-    /// Waits until metadata shows `topic` with a leader for every partition,
-    /// up to the request timeout ([`ErrorKind::UnknownTopic`] then).
-    pub async fn wait_for_topic(&self, topic: &str) -> Result<()> {
-        validate_topic_name(topic)?;
-        let deadline = Instant::now() + self.inner.request_timeout;
-        loop {
-            let md = self.metadata(Some(topic.to_owned()), self.inner.request_timeout).await;
-            let ready = md.as_ref().is_ok_and(|md| {
-                md.topics().iter().any(|t| {
-                    t.name() == topic
-                        && t.error().is_none()
-                        && !t.partitions().is_empty()
-                        && t.partitions().iter().all(|p| p.leader() >= 0)
-                })
-            });
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(ErrorKind::UnknownTopic { topic: topic.to_owned() }.into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Creates the topic if needed and checks it has the configured number of
-    /// partitions ([`ErrorKind::PartitionCountMismatch`] otherwise).
-    pub async fn ensure_topic(&self, config: &TopicConfiguration) -> Result<TopicInfo> {
-        self.create_topics(std::slice::from_ref(config)).await?;
-        let info = self.topic(&config.name).await?;
-        let actual = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
-        if actual != config.partitions {
-            return Err(ErrorKind::PartitionCountMismatch {
-                topic: config.name.clone(),
-                expected: config.partitions,
-                actual,
-            }.into());
-        }
-        Ok(info)
-    }
-
-    /// Deletes topics. A topic that does not exist is reported as
-    /// [`ErrorKind::TopicAdmin`] with code `UnknownTopicOrPartition`.
-    pub async fn delete_topics(&self, topics: &[&str]) -> Result<()> {
-        let admin = self.admin()?;
-        let results = admin
-            .delete_topics(topics, &self.admin_options())
-            .await
-            .map_err(|source| ErrorKind::Admin { operation: "delete topics", source })?;
-        for res in results {
-            match res {
-                Ok(name) => info!(topic = %name, "topic deleted"),
-                Err((topic, code)) => {
-                    return Err(ErrorKind::TopicAdmin { operation: "deletion", topic, code, detail: None }.into());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// All topics (internal ones included) with partitions and watermarks.
-    pub async fn topics(&self) -> Result<Vec<TopicInfo>> {
-        self.topic_infos(None).await
-    }
-
-    /// One topic with partitions and watermarks.
-    pub async fn topic(&self, name: &str) -> Result<TopicInfo> {
-        validate_topic_name(name)?;
-        self.topic_infos(Some(name.to_owned()))
-            .await?
-            .into_iter()
-            .find(|t| t.name == name)
-            .ok_or_else(|| ErrorKind::UnknownTopic { topic: name.to_owned() }.into())
-    }
-
-    /// Topics with partitions and watermarks. A topic whose metadata says
-    /// its leader is moving (just created, or a broker failed over) is asked
-    /// for again, every 100 ms, up to the request timeout.
-    async fn topic_infos(&self, only: Option<String>) -> Result<Vec<TopicInfo>> {
-        let deadline = Instant::now() + self.inner.request_timeout;
-        loop {
-            match self.topic_infos_once(only.clone()).await {
-                Err(e) if is_leader_moving(&e) && Instant::now() < deadline => {
-                    debug!(error = %e, "topic metadata without a leader; asking again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                res => return res,
-            }
-        }
-    }
-
-    async fn topic_infos_once(&self, only: Option<String>) -> Result<Vec<TopicInfo>> {
-        let timeout = self.inner.request_timeout;
-        let res = self
-            .blocking(move |admin| -> Result<Vec<TopicInfo>> {
-                let client = admin.inner();
-                // A request for all topics never auto-creates one; a request
-                // naming a missing topic may, on some brokers.
-                let md = client.fetch_metadata(None, timeout).map_err(|source| ErrorKind::Metadata { source })?;
-                let mut out = Vec::new();
-                for t in md.topics().iter().filter(|t| only.as_deref().is_none_or(|o| o == t.name())) {
-                    if let Some(err) = t.error() {
-                        let code = RDKafkaErrorCode::from(err);
-                        if code == RDKafkaErrorCode::UnknownTopicOrPartition {
-                            continue;
-                        }
-                        return Err(ErrorKind::Metadata { source: KafkaError::MetadataFetch(code) }.into());
-                    }
-                    let mut partitions = Vec::with_capacity(t.partitions().len());
-                    for p in t.partitions() {
-                        let (low, high) = client
-                            .fetch_watermarks(t.name(), p.id(), timeout)
-                            .map_err(|source| ErrorKind::Metadata { source })?;
-                        partitions.push(PartitionInfo {
-                            id: p.id(),
-                            leader: p.leader(),
-                            replicas: p.replicas().to_vec(),
-                            low_watermark: low,
-                            high_watermark: high,
-                        });
-                    }
-                    partitions.sort_by_key(|p| p.id);
-                    out.push(TopicInfo { name: t.name().to_owned(), partitions });
-                }
-                out.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(out)
-            })
-            .await?;
-        res
+        tokio::task::spawn_blocking(move || f(&admin)).await.map_err(|e| ErrorKind::Task(e.to_string()).into())
     }
 
     /// A writer for one partition. Each writer owns its own producer, so
@@ -421,6 +240,14 @@ impl KafkaCluster {
         TransactionalWriter::new(&self.inner.settings, topic, transactional_id).await
     }
 
+    /// A stage that reads the group of `reader` and writes to
+    /// `output_topic` in transactions that commit the input offsets too:
+    /// exactly once (see [`stage`](crate::stage)). `transactional_id` names
+    /// this member's writer; keep it across restarts.
+    pub fn transactional_stage(&self, reader: GroupReaderBuilder, output_topic: &str, transactional_id: &str) -> TransactionalStageBuilder {
+        TransactionalStageBuilder::new(self.inner.settings.clone(), reader, output_topic, transactional_id)
+    }
+
     /// A reader of explicitly chosen partitions (no consumer group).
     pub fn partition_reader(&self) -> PartitionReaderBuilder {
         PartitionReaderBuilder::new(self.inner.settings.clone())
@@ -433,28 +260,9 @@ impl KafkaCluster {
     }
 }
 
-/// Whether a metadata error says that a leader is being elected or moved.
-fn is_leader_moving(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::Metadata { source: KafkaError::MetadataFetch(
-            RDKafkaErrorCode::LeaderNotAvailable | RDKafkaErrorCode::NotLeaderForPartition
-        ) }
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn moving_leaders_are_asked_again_and_other_errors_are_not() {
-        let md = |code| Error::from(ErrorKind::Metadata { source: KafkaError::MetadataFetch(code) });
-        assert!(is_leader_moving(&md(RDKafkaErrorCode::LeaderNotAvailable)));
-        assert!(is_leader_moving(&md(RDKafkaErrorCode::NotLeaderForPartition)));
-        assert!(!is_leader_moving(&md(RDKafkaErrorCode::TopicAuthorizationFailed)));
-        assert!(!is_leader_moving(&ErrorKind::UnknownTopic { topic: "t".into() }.into()));
-    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {

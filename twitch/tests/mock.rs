@@ -61,8 +61,8 @@ async fn transactions_need_begin() {
     let (mock, cluster) = mock();
     mock.create_topic("t", 1, 1).unwrap();
     let mut out = cluster.transactional_writer("t", "needs-begin").await.unwrap();
-    assert!(matches!(out.produce(Record::new(vec![1])).await.map_err(twitch::Error::into_kind), Err(twitch::ErrorKind::InvalidConfig { .. })));
-    assert!(matches!(out.commit().await.map_err(twitch::Error::into_kind), Err(twitch::ErrorKind::InvalidConfig { .. })));
+    assert!(matches!(out.produce(Record::new(vec![1])).await.map_err(twitch::Error::into_kind), Err(twitch::ErrorKind::TransactionState { operation: "produce", open: false })));
+    assert!(matches!(out.commit().await.map_err(twitch::Error::into_kind), Err(twitch::ErrorKind::TransactionState { operation: "commit", open: false })));
 }
 
 /// A transactional writer on topic `t` of the mock cluster, with a short

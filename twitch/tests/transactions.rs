@@ -5,7 +5,7 @@
 mod common;
 
 use common::{cluster, init_logging, read_to_end, topic, transform, unique};
-use twitch::{Record, TopicPartition};
+use twitch::{ErrorKind, Record, TopicPartition};
 
 async fn consume_transform_produce(flavor: &str) {
     init_logging();
@@ -68,4 +68,34 @@ async fn a_newer_writer_with_the_same_id_fences_the_older() {
     let err = old.commit().await.unwrap_err();
     assert!(err.is_fatal() || err.requires_abort(), "the fenced writer's commit: {err:?}");
     assert_eq!(read_to_end(&cluster, &output, "read_committed").await, vec![b"live".to_vec()]);
+}
+
+/// Calls that need an open transaction (or none) say so with their own
+/// error kind, naming what to call, and leave the writer usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_in_the_wrong_transaction_state_say_what_to_call() {
+    init_logging();
+    let cluster = cluster();
+    let output = topic(&cluster, "txn-state", 1).await;
+    let mut out = cluster.transactional_writer(&output, &unique("txn-state-id")).await.unwrap();
+    let needs_begin = [
+        ("produce", out.produce(Record::new(b"x".to_vec())).await.unwrap_err()),
+        ("send", out.send_keyed(b"k", &1u32).await.unwrap_err()),
+        ("flush", out.flush().await.unwrap_err()),
+        ("commit", out.commit().await.unwrap_err()),
+        ("abort", out.abort().await.unwrap_err()),
+    ];
+    for (operation, err) in needs_begin {
+        assert!(matches!(err.kind(), ErrorKind::TransactionState { operation: op, open: false } if *op == operation), "{err:?}");
+        assert_eq!(err.to_string(), format!("cannot {operation}: no transaction is open; call begin() first"));
+        assert!(!err.is_fatal() && !err.is_retriable() && !err.requires_abort(), "{operation}: {err:?}");
+    }
+    out.begin().await.unwrap();
+    let err = out.begin().await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::TransactionState { operation: "begin", open: true }), "{err:?}");
+    assert_eq!(err.to_string(), "cannot begin: a transaction is already open; call commit() or abort() first");
+    // The open transaction is unharmed.
+    out.produce(Record::new(b"kept".to_vec())).await.unwrap();
+    out.commit().await.unwrap();
+    assert_eq!(read_to_end(&cluster, &output, "read_committed").await, vec![b"kept".to_vec()]);
 }

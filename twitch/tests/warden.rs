@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{cluster, unique};
-use twitch::warden::{KafkaCluster, TopicConfiguration};
+use twitch::warden::{ConfigSource, KafkaCluster, TopicConfiguration};
 use twitch::{Error, ErrorKind, Record, TopicPartition};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,6 +169,18 @@ async fn altering_a_topic_config_changes_only_that_key() {
     assert_eq!(all.get("segment.bytes").map(String::as_str), Some("1073741824"), "a default stays the default");
     assert!(all.len() > want.len());
 
+    // Removing one override leaves the other; an invalid value is refused.
+    cluster.reset_topic_configs(&name, &["cleanup.policy"]).await.unwrap();
+    assert_eq!(cluster.topic_config_overrides(&name).await.unwrap(), overrides(&[("retention.ms", "3600000")]));
+    let quick = KafkaCluster::builder(common::brokers()).request_timeout(Duration::from_secs(2)).build().unwrap();
+    let err = quick.alter_topic_configs(&name, &[("retention.ms", "soon")]).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::TopicAdmin { operation: "alter configs", .. }), "{err}");
+    let entries = cluster.topic_config_entries(&name).await.unwrap();
+    let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
+    assert_eq!((retention.value.as_deref(), retention.source), (Some("3600000"), ConfigSource::Topic));
+    let segment = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
+    assert_eq!((segment.source, segment.default, segment.read_only, segment.sensitive), (ConfigSource::Default, true, false, false));
+
     let err = cluster.alter_topic_configs("has space", &[("retention.ms", "1")]).await.unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::InvalidConfig { .. }), "{err}");
     let missing = unique("missing");
@@ -176,4 +188,91 @@ async fn altering_a_topic_config_changes_only_that_key() {
     assert!(matches!(err.kind(), ErrorKind::UnknownTopic { .. }), "{err}");
     let err = cluster.topic_configs(&missing).await.unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::UnknownTopic { .. }), "{err}");
+}
+
+/// Leaders, replicas and in-sync replicas of every partition, and the
+/// brokers: on one node, node 1 holds everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_names_leaders_replicas_in_sync_replicas_and_brokers() {
+    let cluster = cluster();
+    let brokers = cluster.brokers().await.unwrap();
+    assert_eq!(brokers.len(), 1, "{brokers:?}");
+    let node = &brokers[0];
+    assert_eq!(format!("{}:{}", node.host, node.port), common::brokers(), "{node:?}");
+    let name = unique("warden-meta");
+    cluster.create_topics(&[TopicConfiguration::new(&name, 3)]).await.unwrap();
+    let info = cluster.topic(&name).await.unwrap();
+    assert_eq!(info.partitions.len(), 3);
+    for p in &info.partitions {
+        assert_eq!((p.leader, p.replicas.clone(), p.isr.clone()), (node.id, vec![node.id], vec![node.id]), "{p:?}");
+        assert!(p.is_available() && p.is_empty(), "{p:?}");
+    }
+    // The listing of every topic says the same.
+    let all = cluster.topics().await.unwrap();
+    assert_eq!(all.iter().find(|t| t.name == name), Some(&info));
+}
+
+/// Median of nine timings of `f`.
+async fn median<F: std::future::Future<Output = ()>>(mut f: impl FnMut() -> F) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let started = Instant::now();
+        f().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[4]
+}
+
+/// Watermarks of 30 partitions, exact; read in one batch, and compared with
+/// reading them one partition at a time (what `topic` did before).
+#[tokio::test(flavor = "multi_thread")]
+async fn watermarks_of_thirty_partitions_are_exact_and_read_in_one_batch() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let cluster = cluster();
+    let name = unique("warden-marks");
+    cluster.create_topics(&[TopicConfiguration::new(&name, 30)]).await.unwrap();
+    // Partition p holds p % 4 records.
+    for p in 0..30 {
+        let mut w = cluster.get_writer_for_partition(TopicPartition::new(&name, p)).unwrap();
+        for _ in 0..p % 4 {
+            w.produce(Record::new(vec![1])).await.unwrap();
+        }
+        w.flush_async().await.unwrap();
+    }
+    let info = cluster.topic(&name).await.unwrap();
+    let highs: Vec<i64> = info.partitions.iter().map(|p| p.high_watermark).collect();
+    assert_eq!(highs, (0..30).map(|p| i64::from(p % 4)).collect::<Vec<_>>());
+    assert!(info.partitions.iter().all(|p| p.low_watermark == 0));
+    assert_eq!(info.len(), (0..30).map(|p| i64::from(p % 4)).sum::<i64>());
+
+    let batched = median(|| async {
+        cluster.topic(&name).await.unwrap();
+    })
+    .await;
+    let one_by_one: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", common::brokers()).create().unwrap();
+    let one_by_one = std::sync::Arc::new(one_by_one);
+    let sequential = median(|| {
+        let (client, name) = (one_by_one.clone(), name.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let md = client.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+                assert!(md.topics().iter().any(|t| t.name() == name));
+                for p in 0..30 {
+                    client.fetch_watermarks(&name, p, Duration::from_secs(10)).unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    let metadata = median(|| async {
+        cluster.brokers().await.unwrap();
+    })
+    .await;
+    println!(
+        "topic() with 30 partitions: batched {batched:?}, one partition at a time {sequential:?}; \
+         the metadata request alone {metadata:?} (medians of 9)"
+    );
 }

@@ -122,7 +122,7 @@ async fn failed_deliveries_come_back_with_their_records() {
             Err(other) => panic!("expected the record queued or refused as UnknownPartition, got {other:?}"),
         }
         match writer.flush_async().await.map_err(Error::into_kind) {
-            Err(ErrorKind::Delivery { failures }) => {
+            Err(ErrorKind::Delivery { failures, flush_timed_out: None, in_flight: 0 }) => {
                 assert_eq!(failures.len(), 1);
                 assert_eq!(failures[0].record.payload, b"lost?");
                 assert_eq!(failures[0].record.key.as_deref(), Some(&b"k"[..]));
@@ -161,6 +161,22 @@ fn sync_flush_works_on_a_current_thread_runtime_and_outside_any_runtime() {
     });
     rt.block_on(writer.produce(Record::new(b"b".to_vec()))).unwrap();
     assert_eq!(writer.flush().unwrap(), Some(1));
+}
+
+/// The seed's synchronous flush inside a current-thread runtime: it blocks
+/// the runtime's only thread while it waits, but does not deadlock, since
+/// delivery reports come in on librdkafka's own thread.
+#[tokio::test(flavor = "current_thread")]
+async fn sync_flush_inside_a_current_thread_test() {
+    let cluster = cluster();
+    let topic = topic(&cluster, "writer-syncflush-ct", 1).await;
+    let mut writer = cluster.get_writer_for_partition(TopicPartition::new(&topic, 0)).unwrap();
+    for i in 0..10u8 {
+        writer.produce(Record::new(vec![i])).await.unwrap();
+    }
+    assert_eq!(writer.flush().unwrap(), Some(9));
+    assert_eq!((writer.delivered(), writer.in_flight()), (10, 0));
+    assert_eq!(read_all(&cluster, &topic, 1).await.len(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread")]

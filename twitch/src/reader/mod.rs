@@ -13,7 +13,7 @@ mod group;
 mod partition;
 
 pub use group::{
-    Ack, GroupEvent, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, PartitionLag, ReaderCounters,
+    Ack, Acker, GroupEvent, GroupProtocol, GroupReader, GroupReaderBuilder, GroupStart, ListenerError, OnDecodeError, PartitionLag, ReaderCounters,
     ReaderMonitor, RebalanceListener, Step,
 };
 pub use partition::{PartitionReader, PartitionReaderBuilder};

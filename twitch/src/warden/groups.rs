@@ -5,7 +5,7 @@ use rdkafka::{Offset as RdOffset, TopicPartitionList};
 
 use super::KafkaCluster;
 use crate::error::{Error, ErrorKind, Result};
-use crate::reader::{PartitionLag, StartAt};
+use crate::reader::{GroupProtocol, PartitionLag, StartAt};
 use crate::record::TopicPartition;
 
 /// A consumer group as the coordinator describes it.
@@ -15,8 +15,12 @@ pub struct GroupInfo {
     pub name: String,
     /// `Stable`, `PreparingRebalance`, `CompletingRebalance`, `Empty`, `Dead`.
     pub state: String,
-    /// Assignment strategy in use, such as `range` or `cooperative-sticky`.
+    /// Assignment strategy in use: under the classic protocol the members'
+    /// assignor, such as `range` or `cooperative-sticky`; under the consumer
+    /// protocol the broker's, such as `uniform`.
     pub protocol: String,
+    /// The group protocol its members speak.
+    pub group_protocol: GroupProtocol,
     /// Current members.
     pub members: Vec<MemberInfo>,
 }
@@ -79,6 +83,7 @@ fn group_info(g: &rdkafka::groups::GroupInfo) -> GroupInfo {
         name: g.name().to_owned(),
         state: g.state().to_owned(),
         protocol: g.protocol().to_owned(),
+        group_protocol: GroupProtocol::Classic,
         members: g
             .members()
             .iter()
@@ -93,7 +98,8 @@ fn group_info(g: &rdkafka::groups::GroupInfo) -> GroupInfo {
 }
 
 impl KafkaCluster {
-    /// Every consumer group with its members and their assignments.
+    /// Every consumer group with its members and their assignments, under
+    /// either group protocol (see [`GroupProtocol`]).
     pub async fn consumer_groups(&self) -> Result<Vec<GroupInfo>> {
         self.describe_groups(None).await
     }
@@ -117,6 +123,13 @@ impl KafkaCluster {
             })
             .await?
             .map_err(|source| ErrorKind::Admin { operation: "describe groups", source })?;
+        // Kafka describes a consumer-protocol group to the classic request
+        // as not found, which librdkafka lists as `Dead`: ask again with the
+        // request of that protocol.
+        let dead: Vec<String> = groups.iter().filter(|g| g.state == "Dead").map(|g| g.name.clone()).collect();
+        let found = self.describe_consumer_groups(&dead).await?;
+        groups.retain(|g| !found.iter().any(|f| f.name == g.name));
+        groups.extend(found);
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
     }
@@ -131,8 +144,10 @@ impl KafkaCluster {
     }
 
     /// The group's committed offset and lag in every partition of `topic`.
+    /// Every partition needs a leader (to read its watermarks): while one
+    /// has none, this asks again up to the request timeout, then fails.
     pub async fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
-        let info = self.topic(topic).await?;
+        let info = self.topic_with_leaders(topic).await?;
         let consumer = self.group_client(group)?;
         let timeout = self.request_timeout();
         let topic = topic.to_owned();
@@ -157,17 +172,13 @@ impl KafkaCluster {
 
     /// Moves the group's committed offsets in every partition of `topic` to
     /// the beginning, the end, or an offset. The group must have no active
-    /// members.
+    /// members: one that has some is refused with
+    /// [`ErrorKind::InvalidConfig`], and so is a reset whose group cannot be
+    /// described (the error of the describe is returned); a group the
+    /// coordinator does not know yet has no members.
     pub async fn reset_group_offsets(&self, group: &str, topic: &str, to: StartAt) -> Result<()> {
-        if let Ok(g) = self.consumer_group(group).await {
-            if !g.members.is_empty() {
-                return Err(Error::config(format!(
-                    "group `{group}` has {} active member(s); stop them before resetting its offsets",
-                    g.members.len()
-                )));
-            }
-        }
-        let info = self.topic(topic).await?;
+        no_active_members(group, self.consumer_group(group).await)?;
+        let info = self.topic_with_leaders(topic).await?;
         let mut tpl = TopicPartitionList::new();
         for p in &info.partitions {
             let offset = match to {
@@ -186,10 +197,49 @@ impl KafkaCluster {
     }
 }
 
+/// Whether offsets of `group` may be reset, given what describing it gave:
+/// only a group without members, or one the coordinator does not know.
+fn no_active_members(group: &str, described: Result<GroupInfo>) -> Result<()> {
+    match described {
+        Ok(g) if !g.members.is_empty() => Err(Error::config(format!(
+            "group `{group}` has {} active member(s); stop them before resetting its offsets",
+            g.members.len()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::UnknownGroup { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn group(members: usize) -> GroupInfo {
+        let member = |i: usize| MemberInfo { id: format!("m{i}"), client_id: "c".into(), host: "/127.0.0.1".into(), assignment: vec![] };
+        GroupInfo {
+            name: "g".into(),
+            state: "Stable".into(),
+            protocol: "range".into(),
+            group_protocol: GroupProtocol::Classic,
+            members: (0..members).map(member).collect(),
+        }
+    }
+
+    #[test]
+    fn a_reset_needs_a_group_without_members_and_a_describe_that_worked() {
+        assert!(no_active_members("g", Ok(group(0))).is_ok());
+        assert!(no_active_members("g", Err(ErrorKind::UnknownGroup { group: "g".into() }.into())).is_ok());
+        let busy = no_active_members("g", Ok(group(2))).unwrap_err();
+        assert!(matches!(busy.kind(), ErrorKind::InvalidConfig { .. }) && busy.to_string().contains("2 active"), "{busy}");
+        // A describe that failed for another reason must not skip the check.
+        let down = ErrorKind::Admin {
+            operation: "describe groups",
+            source: rdkafka::error::KafkaError::GroupListFetch(rdkafka::error::RDKafkaErrorCode::BrokerTransportFailure),
+        };
+        let err = no_active_members("g", Err(down.into())).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::Admin { operation: "describe groups", .. }), "{err}");
+    }
 
     fn encode(topics: &[(&str, &[i32])]) -> Vec<u8> {
         let mut b = vec![0, 1];

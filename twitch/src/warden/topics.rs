@@ -1,9 +1,16 @@
-//! What a topic should look like, and what the cluster says it looks like.
+//! What a topic should look like, what the cluster says it looks like, and
+//! creating and deleting topics.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::error::RDKafkaErrorCode;
+use tracing::{debug, info};
+
+use super::{KafkaCluster, UNKNOWN_WATERMARK};
 use crate::config::validate_topic_name;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// What a topic should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,17 +67,6 @@ impl TopicConfiguration {
     }
 }
 
-/// A broker of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerInfo {
-    /// Node id.
-    pub id: i32,
-    /// Advertised host.
-    pub host: String,
-    /// Advertised port.
-    pub port: i32,
-}
-
 /// A partition of a topic, with its watermarks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
@@ -78,16 +74,28 @@ pub struct PartitionInfo {
     pub id: i32,
     /// Node id of the leader (-1 when there is none).
     pub leader: i32,
-    /// Replica node ids.
+    /// Replica node ids (the leader among them).
     pub replicas: Vec<i32>,
-    /// Oldest offset still stored.
+    /// In-sync replica node ids: the replicas that have every record the
+    /// partition acknowledged (`acks=all` waits for these).
+    pub isr: Vec<i32>,
+    /// Oldest offset still stored; [`UNKNOWN_WATERMARK`] when the partition
+    /// has no leader to ask.
     pub low_watermark: i64,
-    /// Offset the next record will get.
+    /// Offset the next record will get (for a `read_committed` client, as
+    /// twitch's are by default, the first offset of the oldest open
+    /// transaction); [`UNKNOWN_WATERMARK`] when the partition has no leader
+    /// to ask.
     pub high_watermark: i64,
 }
 
 impl PartitionInfo {
-    /// Records stored in the partition.
+    /// Whether the partition has a leader and its watermarks were read.
+    pub fn is_available(&self) -> bool {
+        self.leader >= 0 && self.high_watermark != UNKNOWN_WATERMARK
+    }
+
+    /// Records stored in the partition (0 when its watermarks are unknown).
     pub fn len(&self) -> i64 {
         (self.high_watermark - self.low_watermark).max(0)
     }
@@ -116,6 +124,104 @@ impl TopicInfo {
     /// True when the topic holds no records.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl KafkaCluster {
+    /// Creates topics; a topic that already exists is not an error (its
+    /// partition count is not checked; see [`KafkaCluster::ensure_topic`]).
+    /// Returns once the new topics show in the cluster's metadata.
+    pub async fn create_topics(&self, topics: &[TopicConfiguration]) -> Result<()> {
+        for t in topics {
+            t.validate()?;
+        }
+        let admin = self.admin()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                t.configs.iter().fold(
+                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)),
+                    |nt, (k, v)| nt.set(k, v),
+                )
+            })
+            .collect();
+        let results = admin
+            .create_topics(&new_topics, &self.admin_options())
+            .await
+            .map_err(|source| ErrorKind::Admin { operation: "create topics", source })?;
+        for res in results {
+            match res {
+                Ok(name) => info!(topic = %name, "topic created"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "topic exists"),
+                Err((topic, code)) => {
+                    return Err(ErrorKind::TopicAdmin { operation: "creation", topic, code, detail: None }.into());
+                }
+            }
+        }
+        for t in topics {
+            self.wait_for_topic(&t.name).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until metadata shows `topic` with a leader for every partition,
+    /// up to the request timeout ([`ErrorKind::UnknownTopic`] then).
+    pub async fn wait_for_topic(&self, topic: &str) -> Result<()> {
+        validate_topic_name(topic)?;
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            let md = self.metadata(Some(topic.to_owned()), self.inner.request_timeout).await;
+            let ready = md.as_ref().is_ok_and(|md| {
+                md.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            });
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ErrorKind::UnknownTopic { topic: topic.to_owned() }.into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates the topic if needed and checks it has the configured number of
+    /// partitions ([`ErrorKind::PartitionCountMismatch`] otherwise).
+    pub async fn ensure_topic(&self, config: &TopicConfiguration) -> Result<TopicInfo> {
+        self.create_topics(std::slice::from_ref(config)).await?;
+        let info = self.topic(&config.name).await?;
+        let actual = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
+        if actual != config.partitions {
+            return Err(ErrorKind::PartitionCountMismatch {
+                topic: config.name.clone(),
+                expected: config.partitions,
+                actual,
+            }.into());
+        }
+        Ok(info)
+    }
+
+    /// Deletes topics. A topic that does not exist is reported as
+    /// [`ErrorKind::TopicAdmin`] with code `UnknownTopicOrPartition`.
+    pub async fn delete_topics(&self, topics: &[&str]) -> Result<()> {
+        let admin = self.admin()?;
+        let results = admin
+            .delete_topics(topics, &self.admin_options())
+            .await
+            .map_err(|source| ErrorKind::Admin { operation: "delete topics", source })?;
+        for res in results {
+            match res {
+                Ok(name) => info!(topic = %name, "topic deleted"),
+                Err((topic, code)) => {
+                    return Err(ErrorKind::TopicAdmin { operation: "deletion", topic, code, detail: None }.into());
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,106 +1,27 @@
-//! The producer and delivery bookkeeping every writer is built on.
+//! The producer every writer is built on: queueing records, flushing, and
+//! closing it when the writer is dropped (see [`delivery`](super::delivery)
+//! for the delivery reports).
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use serde::Serialize;
-use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 
+use super::delivery::{flush_on_drop, send_lingering, take_failures, wait_for_reports, DeliveryTracker, Rdp};
 use super::{DEFAULT_FLUSH_TIMEOUT, PRODUCER_DEFAULTS};
 use crate::codec::{Format, FORMAT_HEADER};
 use crate::config::ClientSettings;
 use crate::error::{DeliveryFailure, Error, ErrorKind, Result};
 use crate::record::{headers_size, rd_headers, Header, Offset, Record};
-use crate::rt::block_here;
-use crate::telemetry::{Reporter, Statistics};
+use crate::rt::{self, block_here, Here};
 
 /// librdkafka's default `message.max.bytes`.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
-
-/// Delivery reports land here, on librdkafka's polling thread.
-#[derive(Default)]
-pub(super) struct DeliveryTracker {
-    /// Delivery reports received, successes and failures.
-    reported: AtomicU64,
-    last_offset: AtomicI64,
-    failures: Mutex<Vec<DeliveryFailure>>,
-    /// The report count a waiter (for queue room or a flush) waits for;
-    /// `u64::MAX` when none waits. Reports before it wake nobody.
-    wake_at: AtomicU64,
-    /// Wakes async waiters.
-    notify: Notify,
-    /// Wakes blocking waiters (the synchronous `flush`).
-    lock: Mutex<()>,
-    reports: Condvar,
-    /// Delivery reports that were failures.
-    failed: AtomicU64,
-    /// Statistics and errors, for `telemetry()`.
-    pub(super) reporter: Reporter,
-}
-
-impl DeliveryTracker {
-    fn reported(&self) -> u64 {
-        self.reported.load(Ordering::SeqCst)
-    }
-}
-
-impl ClientContext for DeliveryTracker {
-    fn stats(&self, statistics: Statistics) {
-        self.reporter.statistics(statistics);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        error!(%error, reason, "librdkafka error");
-        self.reporter.error(format!("{error}: {reason}"));
-    }
-}
-
-impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(msg) => {
-                self.last_offset.fetch_max(msg.offset(), Ordering::Relaxed);
-            }
-            Err((err, msg)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                let purged = matches!(
-                    err.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-                );
-                if purged {
-                    // An aborted transaction drops its queued records.
-                    debug!(topic = msg.topic(), partition = msg.partition(), "record purged");
-                } else {
-                    error!(topic = msg.topic(), partition = msg.partition(), error = %err, "record not delivered");
-                }
-                let failure = DeliveryFailure {
-                    topic: msg.topic().to_owned(),
-                    partition: (msg.partition() >= 0).then_some(msg.partition()),
-                    record: Record::from_message(msg),
-                    error: err.clone(),
-                };
-                self.failures.lock().unwrap_or_else(PoisonError::into_inner).push(failure);
-            }
-        }
-        let reported = self.reported.fetch_add(1, Ordering::SeqCst) + 1;
-        // A flush waits for the last report, a full queue for the next one.
-        if reported >= self.wake_at.load(Ordering::SeqCst) {
-            self.wake_at.store(u64::MAX, Ordering::SeqCst);
-            self.notify.notify_waiters();
-            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.reports.notify_all();
-        }
-    }
-}
 
 /// One record on its way into librdkafka, borrowed from the caller.
 pub(super) struct Outgoing<'a> {
@@ -143,7 +64,7 @@ impl<'a> Outgoing<'a> {
 /// and records whose report is still being handled, so it can stay above
 /// zero after every record of ours was reported.
 pub(super) struct WriterCore {
-    pub(super) producer: ThreadedProducer<DeliveryTracker>,
+    pub(super) producer: Rdp,
     pub(super) topic: String,
     pub(super) format: Format,
     /// Name the format in a header of every typed record (default false).
@@ -155,8 +76,12 @@ pub(super) struct WriterCore {
     /// Records handed to librdkafka. Only the writer's own (`&mut`) sends
     /// count them, so it needs no atomic.
     queued: u64,
-    /// A flush already timed out: dropping the writer does not wait again.
+    /// The last flush timed out: dropping the writer does not wait again.
     gave_up: AtomicBool,
+    /// Set by `drop` inside a runtime, and dropped after `producer` (fields
+    /// drop in order): tells the thread that closes the producer that its
+    /// handle is the last one left.
+    released: Option<mpsc::Sender<()>>,
 }
 
 impl WriterCore {
@@ -168,8 +93,7 @@ impl WriterCore {
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
-        let tracker =
-            DeliveryTracker { last_offset: AtomicI64::new(-1), wake_at: AtomicU64::new(u64::MAX), ..DeliveryTracker::default() };
+        let tracker = DeliveryTracker::new();
         let producer = config
             .create_with_context(tracker)
             .map_err(|source| ErrorKind::ClientCreation { role: "producer", source })?;
@@ -184,6 +108,7 @@ impl WriterCore {
             buf: Vec::new(),
             queued: 0,
             gave_up: AtomicBool::new(false),
+            released: None,
         })
     }
 
@@ -251,7 +176,28 @@ impl WriterCore {
 
     /// Queues one record, waiting while librdkafka's queue is full.
     /// librdkafka refuses a record over `message.max.bytes` itself.
+    ///
+    /// Once the record is queued, hands back the failures of earlier records
+    /// reported so far, if any, as [`ErrorKind::Delivery`]: the application
+    /// learns of them at once, and they (each with a copy of its record)
+    /// never pile up beyond what librdkafka's queue held.
     pub(super) async fn enqueue(&mut self, out: Outgoing<'_>) -> Result<()> {
+        self.queue(out).await?;
+        if self.tracker().kept.0.load(Ordering::Relaxed) > 0 {
+            return self.failures_so_far();
+        }
+        Ok(())
+    }
+
+    /// Queues one record and flushes: the flush hands back every failure,
+    /// earlier records' included.
+    pub(super) async fn enqueue_and_flush(&mut self, out: Outgoing<'_>) -> Result<()> {
+        self.queue(out).await?;
+        self.flush().await
+    }
+
+    /// Queues one record, waiting while librdkafka's queue is full.
+    async fn queue(&mut self, out: Outgoing<'_>) -> Result<()> {
         let format = out.format.map(|f| (FORMAT_HEADER, f.name()));
         let mut base = BaseRecord {
             topic: &self.topic,
@@ -274,6 +220,16 @@ impl WriterCore {
         }
         self.queued += 1;
         Ok(())
+    }
+
+    /// The failures kept, as an error (or `Ok` if another call took them).
+    #[cold]
+    fn failures_so_far(&self) -> Result<()> {
+        let failures = self.take_failures();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(ErrorKind::Delivery { failures, flush_timed_out: None, in_flight: self.in_flight() }.into())
     }
 
     /// Waits after librdkafka found its queue full: until the next delivery
@@ -300,56 +256,30 @@ impl WriterCore {
 
     /// Takes the failures reported so far.
     pub(super) fn take_failures(&self) -> Vec<DeliveryFailure> {
-        std::mem::take(&mut *self.tracker().failures.lock().unwrap_or_else(PoisonError::into_inner))
+        take_failures(self.tracker())
     }
 
     /// The result of a flush that waited for every report (`complete`) or
-    /// gave up at its deadline.
+    /// gave up at its deadline: its failures, and whether it timed out.
     fn flush_outcome(&self, complete: bool) -> Result<()> {
+        self.gave_up.store(!complete, Ordering::Relaxed);
         let failures = self.take_failures();
+        let flush_timed_out = (!complete).then_some(self.flush_timeout);
         if !failures.is_empty() {
-            return Err(ErrorKind::Delivery { failures }.into());
+            return Err(ErrorKind::Delivery { failures, flush_timed_out, in_flight: self.in_flight() }.into());
         }
         if !complete {
-            self.gave_up.store(true, Ordering::Relaxed);
             return Err(ErrorKind::FlushTimeout { timeout: self.flush_timeout, in_flight: self.in_flight() }.into());
         }
         Ok(())
     }
 
-    /// Asks librdkafka to send lingering batches now instead of after
-    /// `linger.ms`.
-    fn send_lingering(&self) {
-        let _ = self.producer.flush(Duration::ZERO);
-    }
-
     /// Waits, blocking this thread, until every queued record is reported.
+    /// On a current-thread runtime that blocks the runtime's only thread;
+    /// it cannot deadlock, since reports come in on librdkafka's thread.
     pub(super) fn flush_blocking(&self) -> Result<()> {
         let deadline = Instant::now() + self.flush_timeout;
-        let tracker = self.tracker();
-        let target = self.queued;
-        let complete = block_here(|| {
-            self.send_lingering();
-            let mut guard = tracker.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
-                // Re-armed on every turn: a stale, lower target may have
-                // used up the wake-up.
-                tracker.wake_at.fetch_min(target, Ordering::SeqCst);
-                if tracker.reported() >= target {
-                    return true;
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                // Woken by the last delivery report; the timeout is a safety net.
-                guard = tracker
-                    .reports
-                    .wait_timeout(guard, left.min(Duration::from_millis(10)))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        });
+        let complete = block_here(|| wait_for_reports(&self.producer, self.queued, deadline));
         self.flush_outcome(complete)
     }
 
@@ -360,7 +290,7 @@ impl WriterCore {
         let tracker = self.tracker();
         let target = self.queued;
         let mut complete = false;
-        self.send_lingering();
+        send_lingering(&self.producer);
         self.wait_for_deliveries(target, Duration::from_millis(50), || {
             complete = tracker.reported() >= target;
             complete || Instant::now() >= deadline
@@ -390,17 +320,52 @@ impl WriterCore {
     }
 }
 
+/// Dropping a writer flushes its records in flight (unless a flush already
+/// timed out), then closes the producer, which joins librdkafka's polling
+/// thread and destroys the client: all of it blocks. Outside a runtime it
+/// runs inline; on a multi-thread runtime the flush runs in
+/// `block_in_place`, so the drop returns once it is done, and the close on
+/// the blocking pool; on a current-thread runtime both run on the blocking
+/// pool and the drop returns at once (the runtime waits for them when it
+/// shuts down).
 impl Drop for WriterCore {
     fn drop(&mut self) {
         let in_flight = self.in_flight();
-        if in_flight > 0 && self.gave_up.load(Ordering::Relaxed) {
+        let flush = in_flight > 0 && !self.gave_up.load(Ordering::Relaxed);
+        if in_flight > 0 && !flush {
             error!(topic = %self.topic, in_flight, "writer dropped after a flush timed out; its records in flight are lost");
-        } else if in_flight > 0 {
+        } else if flush {
             warn!(topic = %self.topic, in_flight, "writer dropped before flush; flushing now");
-            if let Err(e) = self.flush_blocking() {
-                error!(topic = %self.topic, error = %e, "records lost: writer dropped without a successful flush");
+        }
+        if !flush {
+            let kept = self.take_failures();
+            if let Some(first) = kept.first() {
+                error!(topic = %self.topic, failed = kept.len(), first = %first.error, "writer dropped with delivery failures nobody took; those records are lost");
             }
         }
+        let (topic, target, timeout) = (self.topic.clone(), self.queued, self.flush_timeout);
+        let here = rt::here();
+        if here == Here::Free {
+            if flush {
+                flush_on_drop(&self.producer, &topic, target, timeout);
+            }
+            // The producer closes right here, as the fields drop.
+            return;
+        }
+        if flush && here == Here::MultiThread {
+            tokio::task::block_in_place(|| flush_on_drop(&self.producer, &topic, target, timeout));
+        }
+        let producer = self.producer.clone();
+        let (released, wait) = mpsc::channel::<()>();
+        self.released = Some(released);
+        rt::detach(move || {
+            if flush && here == Here::CurrentThread {
+                flush_on_drop(&producer, &topic, target, timeout);
+            }
+            // Returns once the writer's own handle is dropped: this one is
+            // the last, so dropping it closes the producer here.
+            let _ = wait.recv();
+            drop(producer);
+        });
     }
 }
-

@@ -2,17 +2,30 @@
 
 use std::time::Duration;
 
+use rdkafka::producer::Producer;
 use serde::Serialize;
 
 use super::core::{Outgoing, WriterCore};
 use crate::codec::Format;
 use crate::config::ClientSettings;
-use crate::error::{DeliveryFailure, Result};
+use crate::error::{DeliveryFailure, ErrorKind, Result};
 use crate::record::Record;
+use crate::rt::block_here;
+
+/// How long [`KeyedWriter::refresh_partitions`] waits for the metadata.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Writes records to a topic, choosing each record's partition from its key
 /// with Kafka's default partitioner (records without a key go to a random
 /// partition).
+///
+/// The writer learns how many partitions the topic has from librdkafka's
+/// metadata, which it refreshes every `topic.metadata.refresh.interval.ms`
+/// (5 minutes by default; set it with
+/// [`KafkaClusterBuilder::set`](crate::warden::KafkaClusterBuilder::set)).
+/// After [`add_partitions`](crate::warden::KafkaCluster::add_partitions),
+/// keys keep going to the old partitions until then, or until
+/// [`refresh_partitions`](Self::refresh_partitions).
 ///
 /// ```no_run
 /// # async fn demo() -> twitch::Result<()> {
@@ -64,8 +77,9 @@ impl KeyedWriter {
     /// Queues a record and waits until it (and every record before it) is
     /// acknowledged.
     pub async fn produce_and_flush(&mut self, record: Record) -> Result<()> {
-        self.produce(record).await?;
-        self.flush_async().await
+        // Not `produce` then flush: earlier failures returned by `produce`
+        // would leave this record unflushed; the flush returns them too.
+        self.core.enqueue_and_flush(Outgoing::record(None, &record)).await
     }
 
     /// Encodes `value` with the writer's format and queues it under `key`.
@@ -147,6 +161,26 @@ impl KeyedWriter {
     pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
         self.core.flush_timeout = timeout;
         self
+    }
+
+    /// Asks the cluster for the topic's metadata now and returns its
+    /// partition count, which the writer places keys over from now on: call
+    /// it after the topic grew, so that keys go where Kafka's partitioner
+    /// puts them among all its partitions. Records queued before keep their
+    /// partition.
+    ///
+    /// One metadata round trip, at most 10 s, that blocks this thread like
+    /// [`flush`](Self::flush): on a multi-threaded runtime the runtime's
+    /// other tasks move off it; on a current-thread runtime they wait.
+    pub fn refresh_partitions(&self) -> Result<i32> {
+        let topic = self.core.topic.as_str();
+        let md = block_here(|| self.core.producer.client().fetch_metadata(Some(topic), REFRESH_TIMEOUT))
+            .map_err(|source| ErrorKind::Metadata { source })?;
+        let found = md.topics().iter().find(|t| t.name() == topic).filter(|t| t.error().is_none() && !t.partitions().is_empty());
+        match found {
+            Some(t) => Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX)),
+            None => Err(ErrorKind::UnknownTopic { topic: topic.to_owned() }.into()),
+        }
     }
 
     /// The topic written to.

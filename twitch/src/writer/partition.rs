@@ -49,7 +49,10 @@ impl PartitionWriter {
     }
 
     /// Queues a record for the partition; waits only while the send queue is
-    /// full. The payload goes out byte for byte.
+    /// full. The payload goes out byte for byte. Returns
+    /// [`ErrorKind::Delivery`](crate::ErrorKind::Delivery) when earlier
+    /// records failed, once the record is queued (see
+    /// [failed deliveries](crate::writer#failed-deliveries)).
     pub async fn produce(&mut self, record: Record) -> Result<()> {
         self.core.enqueue(Outgoing::record(Some(self.partition), &record)).await
     }
@@ -76,12 +79,13 @@ impl PartitionWriter {
     /// Queues a record and waits until it (and every record before it) is
     /// acknowledged; returns what [`flush_async`](Self::flush_async) returns.
     pub async fn produce_and_flush(&mut self, record: Record) -> Result<Option<Offset>> {
-        self.produce(record).await?;
-        self.flush_async().await
+        self.core.enqueue_and_flush(Outgoing::record(Some(self.partition), &record)).await?;
+        Ok(self.core.last_offset())
     }
 
     /// Encodes `value` with the writer's format (naming it in a header if
-    /// [`with_format_header`](Self::with_format_header)), and queues it.
+    /// [`with_format_header`](Self::with_format_header)), and queues it;
+    /// fails as [`produce`](Self::produce) does.
     pub async fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.core.send_typed(Some(self.partition), None, value).await
     }
@@ -90,7 +94,8 @@ impl PartitionWriter {
     /// async runtime. Returns the offset of the last record acknowledged on
     /// the partition (`None` while none was), or every record that failed as
     /// [`ErrorKind::Delivery`](crate::ErrorKind::Delivery), or [`ErrorKind::FlushTimeout`](crate::ErrorKind::FlushTimeout) after the
-    /// [flush timeout](Self::with_flush_timeout).
+    /// [flush timeout](Self::with_flush_timeout) (both at once: a `Delivery`
+    /// error whose `flush_timed_out` is set).
     pub async fn flush_async(&mut self) -> Result<Option<Offset>> {
         self.core.flush().await?;
         Ok(self.core.last_offset())
@@ -99,7 +104,11 @@ impl PartitionWriter {
     /// Blocking form of [`flush_async`](Self::flush_async), kept for code
     /// written against the original twitch. Safe to call inside a Tokio
     /// runtime: on a multi-threaded runtime it moves the runtime's other
-    /// tasks off this thread while it waits.
+    /// tasks off this thread while it waits. On a current-thread runtime it
+    /// cannot return before its result is known, so it blocks the runtime's
+    /// only thread (its other tasks wait) until the flush ends; it does not
+    /// deadlock, since delivery reports come in on librdkafka's own thread.
+    /// Prefer `flush_async` there.
     pub fn flush(&mut self) -> Result<Option<Offset>> {
         self.core.flush_blocking()?;
         Ok(self.core.last_offset())
@@ -128,8 +137,8 @@ impl PartitionWriter {
         self.core.telemetry()
     }
 
-    /// Takes the delivery failures reported since the last flush, without
-    /// waiting.
+    /// Takes the delivery failures reported and not yet handed back (by a
+    /// `produce`, a flush or this), without waiting.
     pub fn take_failures(&mut self) -> Vec<DeliveryFailure> {
         self.core.take_failures()
     }

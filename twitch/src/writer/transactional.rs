@@ -9,7 +9,8 @@ use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use serde::Serialize;
 use tracing::error;
 
-use super::core::{DeliveryTracker, Outgoing, WriterCore};
+use super::core::{Outgoing, WriterCore};
+use super::delivery::DeliveryTracker;
 use crate::codec::Format;
 use crate::config::ClientSettings;
 use crate::error::{DeliveryFailure, Error, ErrorKind, Result, TransactionErrorKind};
@@ -30,26 +31,48 @@ use crate::record::{Record, TopicPartition};
 ///   this one): the writer is unusable and refuses every later call; create a
 ///   new one.
 ///
+/// A call made at the wrong time (`produce`, `flush`, `commit`, ... with no
+/// transaction open, `begin` with one open) fails with
+/// [`ErrorKind::TransactionState`], which names the call to make first, and
+/// changes nothing. A record whose delivery failed belongs to its
+/// transaction: `produce` hands it back as soon as the writer learns of it
+/// (see [`produce`](Self::produce)), and the transaction must be aborted.
+///
+/// For consume-transform-produce, a
+/// [`TransactionalStage`](crate::stage::TransactionalStage) pairs this writer
+/// with a transactional group reader and does the bookkeeping below for you.
+/// By hand, the input offsets go into the transaction, a revoke ends the
+/// transaction first, and an abort rewinds the reader:
+///
 /// ```no_run
 /// # async fn demo(mut input: twitch::GroupReader) -> twitch::Result<()> {
-/// use twitch::{warden::KafkaCluster, Record};
+/// use twitch::{warden::KafkaCluster, ErrorKind, Record};
 ///
 /// let cluster = KafkaCluster::new("127.0.0.1:9092".into(), "docs".into());
 /// let mut out = cluster.transactional_writer("doubled", "doubler-1").await?;
 /// out.begin().await?;
-/// while let Some(item) = input.next().await {
-///     let (record, ack) = item?;
-///     out.produce(Record::new([record.payload(), record.payload()].concat())).await?;
-///     ack.ack();
-///     if input.pending() == 0 { break; }
+/// for _ in 0..100 {
+///     match input.next().await {
+///         Some(Ok((record, ack))) => {
+///             out.produce(Record::new([record.payload(), record.payload()].concat())).await?;
+///             ack.ack();
+///         }
+///         // Partitions are about to go: end the transaction while they are ours.
+///         Some(Err(e)) if matches!(e.kind(), ErrorKind::Revoking { .. }) => break,
+///         Some(Err(e)) => return Err(e),
+///         None => break,
+///     }
 /// }
 /// // The input offsets commit with the transaction.
 /// if let Some(group) = input.group_metadata() {
 ///     out.send_offsets(&input.processed_offsets(), group).await?;
 /// }
-/// match out.commit().await {
-///     Err(e) if e.requires_abort() => out.abort().await?, // then process the input again
-///     other => other?,
+/// if let Err(e) = out.commit().await {
+///     if e.is_fatal() {
+///         return Err(e);
+///     }
+///     out.abort().await?;
+///     input.rewind().await?; // the input of the aborted transaction is read again
 /// }
 /// # Ok(()) }
 /// ```
@@ -104,7 +127,7 @@ where
     F: FnOnce(&TxnProducer, Duration) -> KafkaResult<()> + Send + 'static,
 {
     let producer = producer.clone();
-    tokio::task::spawn_blocking(move || f(&producer, timeout)).await.map_err(|e| ErrorKind::Task(e.to_string()).into())
+    crate::rt::spawn_blocking(move || f(&producer, timeout)).await.map_err(|e| ErrorKind::Task(e.to_string()).into())
 }
 
 /// The error of any call after `source` made the writer unusable.
@@ -149,15 +172,18 @@ impl TransactionalWriter {
     fn check_open(&self, operation: &'static str) -> Result<()> {
         match &self.state {
             State::Open => Ok(()),
-            State::Idle => Err(Error::config("no transaction is open: call begin() first")),
+            State::Idle => Err(ErrorKind::TransactionState { operation, open: false }.into()),
             State::Failed(source) => Err(unusable(operation, source)),
         }
     }
 
-    /// Starts a transaction.
+    /// Starts a transaction. With one open already, fails with
+    /// [`ErrorKind::TransactionState`] and leaves it open.
     pub async fn begin(&mut self) -> Result<()> {
-        if let State::Failed(source) = &self.state {
-            return Err(unusable("begin", source));
+        match &self.state {
+            State::Failed(source) => return Err(unusable("begin", source)),
+            State::Open => return Err(ErrorKind::TransactionState { operation: "begin", open: true }.into()),
+            State::Idle => {}
         }
         let result = self.core.producer.begin_transaction();
         self.note_failure(result).map_err(|e| txn_error("begin", e))?;
@@ -166,12 +192,19 @@ impl TransactionalWriter {
     }
 
     /// Queues a record in the open transaction; its key picks the partition.
+    ///
+    /// Like every writer's, it hands back the transaction's records whose
+    /// delivery failed as soon as it learns of them, as
+    /// [`ErrorKind::Delivery`] (the record passed in was queued all the
+    /// same); the transaction cannot commit then: [abort](Self::abort) it.
+    /// The records an abort drops are not failures to report.
     pub async fn produce(&mut self, record: Record) -> Result<()> {
         self.check_open("produce")?;
         self.core.enqueue(Outgoing::record(None, &record)).await
     }
 
-    /// Encodes `value` with the writer's format and queues it under `key`.
+    /// Encodes `value` with the writer's format and queues it under `key`;
+    /// fails as [`produce`](Self::produce) does.
     pub async fn send_keyed<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<()> {
         self.check_open("send")?;
         self.core.send_typed(None, Some(key), value).await

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::offsets::TrackedPartition;
-use crate::record::TopicPartition;
+use super::offsets::{OffsetTracker, TrackedPartition};
+use crate::record::{ConsumedRecord, TopicPartition};
 
 /// Marks one record processed. Dropping it without [`Ack::ack`] leaves the
 /// record uncommitted, so it is read again after a restart or rebalance.
@@ -54,5 +54,33 @@ impl Ack {
 impl std::fmt::Debug for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Ack({}/{}@{})", self.topic(), self.partition(), self.offset)
+    }
+}
+
+/// Marks records processed by their topic, partition and offset, without
+/// their [`Ack`] and without borrowing the reader; from
+/// [`GroupReader::acker`](super::GroupReader::acker). Cheap to clone.
+#[derive(Clone)]
+pub struct Acker {
+    tracker: Arc<OffsetTracker>,
+}
+
+impl Acker {
+    pub(super) fn new(tracker: Arc<OffsetTracker>) -> Self {
+        Acker { tracker }
+    }
+
+    /// Marks `record` processed: its offset may be committed once every
+    /// earlier record of its partition is processed too. False when its
+    /// partition is no longer assigned to the reader, or it was processed
+    /// already.
+    pub fn mark_processed(&self, record: &ConsumedRecord) -> bool {
+        self.tracker.mark_processed(&record.topic, record.partition, record.offset)
+    }
+}
+
+impl std::fmt::Debug for Acker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acker").field("assigned", &self.tracker.assigned()).finish()
     }
 }

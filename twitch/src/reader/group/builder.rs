@@ -9,13 +9,14 @@ use tracing::info;
 
 use super::flow::{Cursor, Flow};
 use super::offsets::OffsetTracker;
+use super::protocol::{consumer_protocol_check, GroupProtocol};
 use super::rebalance::{GroupContext, RebalanceListener};
 use super::typed::DeadLetter;
 use super::{GroupReader, Member, OnDecodeError};
 use crate::codec::Format;
 use crate::config::{validate_topic_name, ClientSettings};
 use crate::error::{Error, ErrorKind, Result, TransientLog};
-use crate::reader::{Decoding, CONSUMER_DEFAULTS};
+use crate::reader::{Decoding, StartAt, CONSUMER_DEFAULTS};
 use crate::writer::KeyedWriter;
 
 /// Where a group starts reading a partition it has no committed offset
@@ -183,6 +184,31 @@ impl GroupReaderBuilder {
             .set("heartbeat.interval.ms", &heartbeat_interval(timeout).as_millis().to_string())
     }
 
+    /// The consumer-group protocol (default [`GroupProtocol::Classic`]).
+    ///
+    /// Pick [`GroupProtocol::Consumer`] (KIP-848) when every broker runs
+    /// Kafka 4.0 or newer (the protocol is on by default there): the broker
+    /// assigns partitions and hands each member its changes incrementally,
+    /// so members joining or leaving move only the partitions that move,
+    /// with no stop-the-world rebalance and faster hand-overs. Keep
+    /// [`GroupProtocol::Classic`] for older brokers, for a group shared with
+    /// clients that only speak the classic protocol, or to choose the
+    /// assignor, session timeout and heartbeat interval on the client.
+    ///
+    /// Under the consumer protocol those three are the broker's settings
+    /// (`group.consumer.session.timeout.ms`,
+    /// `group.consumer.heartbeat.interval.ms`, `group.consumer.assignors`),
+    /// and librdkafka refuses the client's: [`build`](Self::build) then
+    /// fails with [`ErrorKind::InvalidConfig`] naming the key when
+    /// `session.timeout.ms` (so [`session_timeout`](Self::session_timeout)),
+    /// `heartbeat.interval.ms`, `group.protocol.type` or an eager
+    /// `partition.assignment.strategy` is set. [`cooperative`](Self::cooperative)
+    /// is dropped instead: every rebalance of the consumer protocol is
+    /// incremental already.
+    pub fn group_protocol(self, protocol: GroupProtocol) -> Self {
+        self.set("group.protocol", protocol.name())
+    }
+
     /// Static membership: a restart with the same id within the session
     /// timeout gets the same partitions back without a rebalance.
     pub fn static_member(self, instance_id: &str) -> Self {
@@ -204,7 +230,11 @@ impl GroupReaderBuilder {
     /// For consume-transform-produce: the reader never commits by itself;
     /// its processed offsets are committed only through
     /// [`TransactionalWriter::send_offsets`](crate::writer::TransactionalWriter::send_offsets).
-    /// Also reads only committed records.
+    /// Also reads only committed records. Before it gives partitions up, a
+    /// read returns [`ErrorKind::Revoking`] once, so that the open
+    /// transaction ends while they are still this member's. A
+    /// [`TransactionalStage`](crate::stage::TransactionalStage) does all of
+    /// this for you.
     pub fn transactional(mut self) -> Self {
         self.transactional = true;
         self.read_committed(true)
@@ -257,7 +287,11 @@ impl GroupReaderBuilder {
                 )));
             }
         }
+        let dropped = consumer_protocol_check(&self.settings)?;
         let mut config = self.settings.client_config(CONSUMER_DEFAULTS);
+        if let Some(key) = dropped {
+            config.remove(key);
+        }
         config.set("group.id", &self.group_id);
         if self.settings.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", if self.start == GroupStart::End { "latest" } else { "earliest" });
@@ -274,6 +308,12 @@ impl GroupReaderBuilder {
             OnDecodeError::DeadLetter(topic) => Some(DeadLetter::new(KeyedWriter::new(&self.settings, topic)?)),
             OnDecodeError::Fail => None,
         };
+        let reset_to = match self.settings.get("auto.offset.reset") {
+            Some("latest" | "largest" | "end") => StartAt::End,
+            Some(_) => StartAt::Beginning,
+            None if self.start == GroupStart::End => StartAt::End,
+            None => StartAt::Beginning,
+        };
         info!(group = %self.group_id, topics = ?names, "joined consumer group");
         Ok(GroupReader {
             member: Member { consumer: Some(Arc::new(consumer)), topics },
@@ -285,6 +325,8 @@ impl GroupReaderBuilder {
                 max_pending: self.max_pending_per_partition,
                 full: false,
                 paused: HashSet::new(),
+                hold_revokes: self.transactional,
+                revoke_announced: false,
                 transient: TransientLog::default(),
                 revoke_grace: self.revoke_grace,
                 listener: self.listener,
@@ -293,6 +335,7 @@ impl GroupReaderBuilder {
             decoding: self.decoding,
             dead_letter,
             group_id: self.group_id,
+            reset_to,
         })
     }
 }
@@ -313,6 +356,14 @@ mod tests {
         assert_eq!(heartbeat_ms(Duration::from_secs(10)).as_deref(), Some("1000"));
         let builder = GroupReaderBuilder::new(ClientSettings::new("b:9092", "t"), "g").session_timeout(Duration::from_secs(6));
         assert_eq!(builder.settings.get("session.timeout.ms"), Some("6000"));
+    }
+
+    #[test]
+    fn the_protocol_option_sets_group_protocol() {
+        let base = || GroupReaderBuilder::new(ClientSettings::new("127.0.0.1:9092", "test"), "g");
+        assert_eq!(base().settings.get("group.protocol"), None);
+        assert_eq!(base().group_protocol(GroupProtocol::Consumer).settings.get("group.protocol"), Some("consumer"));
+        assert_eq!(base().group_protocol(GroupProtocol::Classic).settings.get("group.protocol"), Some("classic"));
     }
 
     #[test]

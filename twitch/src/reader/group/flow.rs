@@ -37,6 +37,12 @@ pub(super) struct Flow {
     /// A partition reached `max_pending` unprocessed records.
     pub(super) full: bool,
     pub(super) paused: HashSet<TopicPartition>,
+    /// Stop at each revoke once with [`ErrorKind::Revoking`] (transactional
+    /// readers, until they shut down).
+    pub(super) hold_revokes: bool,
+    /// [`ErrorKind::Revoking`] was returned for the revoke first in line:
+    /// the next read carries it out.
+    pub(super) revoke_announced: bool,
     pub(super) transient: TransientLog,
     pub(super) revoke_grace: Duration,
     pub(super) listener: Option<Box<dyn RebalanceListener>>,
@@ -106,10 +112,20 @@ pub(super) async fn commit_sync(consumer: &Arc<GroupConsumer>, offsets: Vec<(Top
 }
 
 impl Flow {
-    /// Carries out the rebalances waiting for the reader.
+    /// Carries out the rebalances waiting for the reader. A transactional
+    /// reader stops at a revoke once, with [`ErrorKind::Revoking`], so that
+    /// the application ends its transaction while the partitions are still
+    /// its own; the next call carries the revoke out.
     pub(super) async fn carry_out_pending(&mut self, consumer: &Arc<GroupConsumer>) -> Result<()> {
         while let Some(pending) = consumer.context().next_pending() {
+            if let Pending::Revoke { partitions, .. } = &pending {
+                if self.hold_revokes && !self.revoke_announced {
+                    self.revoke_announced = true;
+                    return Err(ErrorKind::Revoking { partitions: partitions.clone() }.into());
+                }
+            }
             self.carry_out(consumer, pending).await?;
+            self.revoke_announced = false;
             consumer.context().carried_out();
         }
         Ok(())
@@ -291,18 +307,25 @@ impl Flow {
     fn pause_or_resume(&mut self, consumer: &GroupConsumer) -> Result<()> {
         self.full = false;
         let tracker = &consumer.context().tracker;
-        let assigned = tracker.watch_pending_by_partition();
+        let assigned = tracker.watch_waiting_by_partition();
         self.paused.retain(|tp| assigned.iter().any(|(a, _)| a == tp));
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
-        for (tp, pending) in assigned {
-            if !self.paused.contains(&tp) && pending >= self.max_pending {
+        for (tp, waiting) in assigned {
+            if !self.paused.contains(&tp) && waiting >= self.max_pending {
+                let unprocessed = tracker.pending_of(std::slice::from_ref(&tp));
+                if unprocessed * 2 < waiting {
+                    // Most of them are processed: they wait behind a record
+                    // that is not, and nothing past it can be committed.
+                    let first = tracker.first_unprocessed(&tp);
+                    warn!(partition = %tp, first_unprocessed = ?first, unprocessed, waiting, "pausing: records wait behind one not processed yet (ack it, or mark it processed)");
+                }
                 pause.push(tp);
-            } else if self.paused.contains(&tp) && pending <= self.max_pending / 2 {
+            } else if self.paused.contains(&tp) && waiting <= self.max_pending / 2 {
                 resume.push(tp);
             }
         }
         if !pause.is_empty() {
-            debug!(partitions = ?pause, "pausing: too many unprocessed records");
+            debug!(partitions = ?pause, "pausing: too many records wait to be committed");
             partition_list(&pause)
                 .and_then(|tpl| consumer.pause(&tpl))
                 .map_err(|source| ErrorKind::Subscription { operation: "pause", source })?;
@@ -355,6 +378,12 @@ impl Flow {
         context.tracker.assign(&partitions);
         self.cursor.refresh(&context.tracker);
         assign(&**consumer, &tpl).map_err(|source| ErrorKind::Subscription { operation: "assign", source })?;
+        // librdkafka keeps the application's pause flag on a partition across
+        // assignments: one paused for backpressure when it was revoked would
+        // never be fetched again. Nothing of a new assignment is paused.
+        partition_list(&partitions)
+            .and_then(|tpl| consumer.resume(&tpl))
+            .map_err(|source| ErrorKind::Subscription { operation: "resume", source })?;
         info!(?partitions, "partitions assigned");
         self.emit(GroupEvent::Assigned(partitions));
         Ok(())

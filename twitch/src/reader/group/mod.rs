@@ -19,31 +19,39 @@ mod builder;
 mod flow;
 mod monitor;
 mod offsets;
+mod protocol;
 mod rebalance;
 mod typed;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{BoxStream, StreamExt};
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::info;
 
-pub use ack::Ack;
+pub use ack::{Ack, Acker};
 pub use builder::{GroupReaderBuilder, GroupStart};
 pub use monitor::{PartitionLag, ReaderCounters, ReaderMonitor};
+pub use protocol::GroupProtocol;
 pub use rebalance::{GroupEvent, ListenerError, RebalanceListener};
 pub use typed::OnDecodeError;
 
 use self::flow::{commit_sync, Flow, GroupConsumer};
+use self::rebalance::partition_list;
 use self::typed::DeadLetter;
 use crate::error::{Error, ErrorKind, Result};
-use crate::reader::Decoding;
+use crate::reader::{Decoding, StartAt};
 use crate::record::{ConsumedRecord, RecordRef, TopicPartition};
-use crate::rt::block_here;
 
 /// Rebalance events kept for an application that reads them late.
 const EVENTS_CAPACITY: usize = 64;
+
+/// How long a rewind waits for the committed offsets and the seeks.
+const REWIND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What [`GroupReader::for_each_ref`] does after a record it handed out
 /// was processed.
@@ -101,6 +109,9 @@ pub struct GroupReader {
     decoding: Decoding,
     dead_letter: Option<DeadLetter>,
     group_id: String,
+    /// Where a partition without a committed offset starts, for
+    /// [`rewind`](Self::rewind).
+    reset_to: StartAt,
 }
 
 impl std::fmt::Debug for GroupReader {
@@ -217,8 +228,42 @@ impl GroupReader {
 
     /// Marks a record processed without its [`Ack`], for example to skip an
     /// undecodable record returned in [`ErrorKind::Decode`](crate::ErrorKind::Decode).
+    /// While a stream borrows the reader, use an [`Acker`] from
+    /// [`acker`](Self::acker).
     pub fn mark_processed(&self, record: &ConsumedRecord) {
-        self.consumer().context().tracker.mark_processed(&record.topic, record.partition, record.offset);
+        self.acker().mark_processed(record);
+    }
+
+    /// A handle that marks records processed without their [`Ack`] and
+    /// without borrowing the reader: take it before streaming with
+    /// [`typed`](Self::typed) or [`stream`](Self::stream), to skip the
+    /// undecodable records they return.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut reader: twitch::GroupReader) -> twitch::Result<()> {
+    /// use futures::StreamExt;
+    ///
+    /// let acker = reader.acker();
+    /// let mut values = reader.typed::<u64>();
+    /// while let Some(item) = values.next().await {
+    ///     match item {
+    ///         Ok((value, ack)) => {
+    ///             println!("{}", value.value);
+    ///             ack.ack();
+    ///         }
+    ///         Err(e) => match e.into_kind() {
+    ///             twitch::ErrorKind::Decode { record, source } => {
+    ///                 eprintln!("skipping {}/{}@{}: {source}", record.topic, record.partition, record.offset);
+    ///                 acker.mark_processed(&record);
+    ///             }
+    ///             other => return Err(other.into()),
+    ///         },
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn acker(&self) -> Acker {
+        Acker::new(Arc::clone(&self.consumer().context().tracker))
     }
 
     /// The offsets that may be committed now: per partition, the first
@@ -258,16 +303,50 @@ impl GroupReader {
     }
 
     /// Commits every processed offset now and waits for the broker (on a
-    /// blocking thread: the async runtime is not blocked).
+    /// blocking thread: the async runtime is not blocked). A transactional
+    /// reader refuses: its offsets commit with the transaction
+    /// ([`ErrorKind::TransactionalReader`]).
     pub async fn commit(&mut self) -> Result<()> {
         let consumer = self.member.consumer();
+        if !consumer.context().commits {
+            return Err(ErrorKind::TransactionalReader { operation: "commit" }.into());
+        }
         let offsets = consumer.context().tracker.committable(None);
-        if offsets.is_empty() || !consumer.context().commits {
+        if offsets.is_empty() {
             return Ok(());
         }
         commit_sync(consumer, offsets).await?;
         self.flow.committed_now();
         Ok(())
+    }
+
+    /// Moves every assigned partition back to its committed offset (where
+    /// the group has none, to where the group starts) and forgets the
+    /// records handed out since: their acks become void and they are read
+    /// again. For a transactional reader, after its transaction was aborted.
+    pub async fn rewind(&mut self) -> Result<()> {
+        let consumer = Arc::clone(self.member.consumer());
+        let tracker = &consumer.context().tracker;
+        let assigned = tracker.assigned();
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let member = Arc::clone(&consumer);
+        let (reset, list) = (self.reset_to, partition_list(&assigned));
+        let committed = tokio::task::spawn_blocking(move || rewind_blocking(&member, list?, reset))
+            .await
+            .map_err(|e| ErrorKind::Task(e.to_string()))?
+            .map_err(|source| ErrorKind::Subscription { operation: "rewind", source })?;
+        tracker.assign(&assigned);
+        tracker.committed(&committed);
+        self.flow.cursor.refresh(tracker);
+        info!(?committed, "rewound to the committed offsets");
+        Ok(())
+    }
+
+    /// Records that these offsets were committed in a transaction.
+    pub(crate) fn committed_in_transaction(&self, offsets: &[(TopicPartition, i64)]) {
+        self.consumer().context().tracker.committed(offsets);
     }
 
     /// Waits up to the revoke grace for records in flight, commits what was
@@ -276,6 +355,7 @@ impl GroupReader {
     pub async fn shutdown(mut self) -> Result<()> {
         let consumer = Arc::clone(self.member.consumer());
         let context = consumer.context();
+        self.flow.hold_revokes = false;
         if let Err(e) = self.flow.carry_out_pending(&consumer).await {
             // What is left is carried out by the close below.
             tracing::warn!(error = %e, "rebalance during shutdown failed");
@@ -284,18 +364,46 @@ impl GroupReader {
         let outcome = self.flow.give_up(&consumer, &assigned, consumer.assignment_lost()).await;
         drop(consumer);
         // Closing sends LeaveGroup and blocks, so it runs off the async threads.
-        tokio::task::spawn_blocking(move || drop(self)).await.map_err(|e| ErrorKind::Task(e.to_string()))?;
+        crate::rt::spawn_blocking(move || drop(self)).await.map_err(|e| ErrorKind::Task(e.to_string()))?;
         info!("left consumer group");
         outcome
     }
+}
+
+/// Seeks `partitions` back to the group's committed offsets (`reset` where
+/// it has none); returns the committed offsets.
+fn rewind_blocking(
+    consumer: &GroupConsumer,
+    partitions: TopicPartitionList,
+    reset: StartAt,
+) -> KafkaResult<Vec<(TopicPartition, i64)>> {
+    let committed = consumer.committed_offsets(partitions, REWIND_TIMEOUT)?;
+    let mut seek = TopicPartitionList::new();
+    let mut offsets = Vec::new();
+    for e in committed.elements() {
+        let to = match e.offset() {
+            RdOffset::Offset(o) => {
+                offsets.push((TopicPartition::new(e.topic(), e.partition()), o));
+                RdOffset::Offset(o)
+            }
+            _ => reset.to_rd(),
+        };
+        seek.add_partition_offset(e.topic(), e.partition(), to)?;
+    }
+    for e in consumer.seek_partitions(seek, REWIND_TIMEOUT)?.elements() {
+        e.error()?;
+    }
+    Ok(offsets)
 }
 
 impl Drop for GroupReader {
     fn drop(&mut self) {
         if let Some(consumer) = self.member.consumer.take() {
             // Closing commits what was processed (in the revoke callback) and
-            // leaves the group; it blocks.
-            block_here(|| {
+            // leaves the group; it blocks: inline outside a runtime, in
+            // `block_in_place` on a multi-thread runtime, on the blocking
+            // pool from a current-thread one (whose other tasks would stall).
+            crate::rt::block_or_detach(move || {
                 consumer.context().settle(&*consumer);
                 drop(consumer);
             });

@@ -84,6 +84,15 @@ impl Offsets {
         true
     }
 
+    /// Records handed out that wait to be committed: from the first
+    /// unprocessed one on, processed or not. Backpressure counts these, not
+    /// the unprocessed ones: behind one record that is never acked, every
+    /// record acked later still waits (and takes memory), so the partition
+    /// pauses once `max_pending` wait, instead of reading on for ever.
+    fn waiting(&self) -> usize {
+        self.window.len()
+    }
+
     /// The offset to commit: the first unprocessed one, or one past the last
     /// handed out when all are processed; `None` when that is committed
     /// already or nothing was handed out.
@@ -128,11 +137,12 @@ impl TrackedPartition {
     }
 
     /// Records that `offset` was handed out; returns the partition's
-    /// unprocessed records, this one included.
+    /// records waiting to be committed, this one included (see
+    /// [`Offsets::waiting`]).
     pub(crate) fn handed_out(&self, offset: i64) -> usize {
         let mut offsets = lock(&self.offsets);
         offsets.hand_out(offset);
-        offsets.unprocessed
+        offsets.waiting()
     }
 
     /// Marks `offset` processed and wakes the reader if it watches this
@@ -164,11 +174,17 @@ impl TrackedPartition {
     }
 
     /// Starts or stops waking the reader on acks; returns the unprocessed
-    /// records, counted as the watch starts.
-    fn watch(&self, on: bool) -> usize {
+    /// records and the records waiting to be committed, counted as the
+    /// watch starts.
+    fn watch(&self, on: bool) -> (usize, usize) {
         let mut offsets = lock(&self.offsets);
         offsets.watched = on;
-        offsets.unprocessed
+        (offsets.unprocessed, offsets.waiting())
+    }
+
+    /// The first record handed out and not processed yet.
+    fn first_unprocessed(&self) -> Option<i64> {
+        lock(&self.offsets).window.front().map(|(o, _)| *o)
     }
 
     fn committable(&self) -> Option<i64> {
@@ -257,14 +273,19 @@ impl OffsetTracker {
     /// Unprocessed records of these partitions, for a reader about to wait
     /// for them: from now on their acks wake it.
     pub(crate) fn watch_pending_of(&self, tps: &[TopicPartition]) -> usize {
-        self.sum_of(tps, |p| p.watch(true))
+        self.sum_of(tps, |p| p.watch(true).0)
     }
 
-    /// Every assigned partition with its unprocessed records, for a reader
-    /// deciding which to pause: from now on every ack wakes it, until
-    /// [`watch_only`](Self::watch_only).
-    pub(crate) fn watch_pending_by_partition(&self) -> Vec<(TopicPartition, usize)> {
-        self.list().iter().map(|p| (p.topic_partition(), p.watch(true))).collect()
+    /// Every assigned partition with its records waiting to be committed,
+    /// for a reader deciding which to pause: from now on every ack wakes
+    /// it, until [`watch_only`](Self::watch_only).
+    pub(crate) fn watch_waiting_by_partition(&self) -> Vec<(TopicPartition, usize)> {
+        self.list().iter().map(|p| (p.topic_partition(), p.watch(true).1)).collect()
+    }
+
+    /// The first unprocessed offset of a partition, if it has one.
+    pub(crate) fn first_unprocessed(&self, tp: &TopicPartition) -> Option<i64> {
+        self.find(&tp.topic, tp.partition)?.first_unprocessed()
     }
 
     /// Acks of these partitions go on waking the reader; acks of the others

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -137,7 +137,8 @@ impl PendingQueue {
 /// The consumer's context: offsets of the assigned partitions, and the
 /// rebalances waiting for the reader.
 pub(super) struct GroupContext {
-    pub(super) tracker: OffsetTracker,
+    /// Shared with the reader's [`Acker`](super::Acker)s.
+    pub(super) tracker: Arc<OffsetTracker>,
     /// False for transactional readers, whose offsets commit with the
     /// producer's transaction.
     pub(super) commits: bool,
@@ -221,7 +222,7 @@ pub(super) fn commit_list(offsets: &[(TopicPartition, i64)]) -> KafkaResult<Topi
 impl GroupContext {
     pub(super) fn new(tracker: OffsetTracker, commits: bool) -> Self {
         GroupContext {
-            tracker,
+            tracker: Arc::new(tracker),
             commits,
             pending: PendingQueue::default(),
             rebalanced: Notify::new(),

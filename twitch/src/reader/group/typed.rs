@@ -18,7 +18,12 @@ use crate::writer::KeyedWriter;
 pub enum OnDecodeError {
     /// Yield [`ErrorKind::Decode`](crate::ErrorKind::Decode) with the record; it stays unprocessed (and so
     /// uncommitted) until the application calls
-    /// [`GroupReader::mark_processed`] on it.
+    /// [`GroupReader::mark_processed`] on it, or
+    /// [`Acker::mark_processed`](super::Acker::mark_processed) while a
+    /// [`typed`](GroupReader::typed) stream borrows the reader. Until then
+    /// nothing past it in its partition is committed, and once
+    /// `max_pending_per_partition` records wait behind it, the partition
+    /// pauses (with a warning naming the offset).
     #[default]
     Fail,
     /// Write the raw record to this dead-letter topic, with headers saying

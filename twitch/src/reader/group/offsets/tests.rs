@@ -10,10 +10,10 @@ fn tp(p: i32) -> TopicPartition {
 }
 
 /// A record handed out: its partition (what its ack holds) and the
-/// partition's unprocessed records.
+/// partition's records waiting to be committed.
 struct HandedOut {
     partition: Arc<TrackedPartition>,
-    unprocessed: usize,
+    waiting: usize,
 }
 
 /// Hands `offset` of `topic`/`partition` out through `cursor`, as the
@@ -21,8 +21,8 @@ struct HandedOut {
 fn handed_out(t: &OffsetTracker, cursor: &mut Cursor, topic: &str, partition: i32, offset: i64) -> Option<HandedOut> {
     cursor.refresh(t);
     let partition = Arc::clone(cursor.find(&Arc::from(topic), partition)?);
-    let unprocessed = partition.handed_out(offset);
-    Some(HandedOut { partition, unprocessed })
+    let waiting = partition.handed_out(offset);
+    Some(HandedOut { partition, waiting })
 }
 
 /// Hands `offset` of t/`partition` out through a fresh cursor.
@@ -64,7 +64,7 @@ fn acks_from_a_revoked_assignment_are_void() {
     let new = handed_out(&t, &mut cursor, "t", 0, 5).unwrap();
     assert!(!Arc::ptr_eq(&old, &new.partition), "a new assignment is tracked afresh");
     assert!(!old.processed(5), "an old ack must not ack the new assignment");
-    assert_eq!((new.unprocessed, t.pending_of(&[tp(0)])), (1, 1));
+    assert_eq!((new.waiting, t.pending_of(&[tp(0)])), (1, 1));
     assert_eq!(t.assigned(), vec![tp(0), tp(1)]);
     assert!(handed_out(&t, &mut cursor, "t", 7, 1).is_none());
 }
@@ -77,7 +77,7 @@ fn a_record_read_again_keeps_its_place_and_double_acks_count_once() {
     hand(&t, 0, 1);
     // Offset 0 again (a seek back, or mark_processed of a handed-out
     // record): still one unprocessed record, not two.
-    assert_eq!(hand(&t, 0, 0).unprocessed, 2);
+    assert_eq!(hand(&t, 0, 0).waiting, 2);
     assert!(p.processed(1));
     assert!(!p.processed(1), "a second ack of the same offset is not counted");
     assert_eq!(t.pending_of(&[tp(0)]), 1);
@@ -116,7 +116,7 @@ fn a_negative_offset_is_never_marked_processed() {
     t.assign(&[tp(0)]);
     assert!(!t.mark_processed("t", 0, -1), "no record has a negative offset");
     // The partition is tracked as if it had not been asked.
-    assert_eq!(hand(&t, 0, 0).unprocessed, 1);
+    assert_eq!(hand(&t, 0, 0).waiting, 1);
     assert_eq!(t.committable(None), vec![(tp(0), 0)]);
 }
 
@@ -132,7 +132,7 @@ fn partitions_of_two_topics_with_one_number_are_apart() {
     assert_eq!((&**u.topic(), u.partition()), ("u", 0));
     assert_eq!(t.total_pending(), 3);
     assert!(p.processed(0));
-    let mut by_partition = t.watch_pending_by_partition();
+    let mut by_partition = t.watch_waiting_by_partition();
     by_partition.sort();
     assert_eq!(by_partition, vec![(tp(0), 0), (tp(1), 1), (u0.clone(), 1)]);
     assert_eq!(t.pending_of(std::slice::from_ref(&u0)), 1);
@@ -179,7 +179,7 @@ fn acks_of_partitions_nobody_waits_on_wake_nobody() {
     assert!(p0.processed(0));
     assert!(!woken(&t), "nothing watched: no wake-up");
     // A reader deciding what to pause watches all, then keeps what it paused.
-    let mut pending = t.watch_pending_by_partition();
+    let mut pending = t.watch_waiting_by_partition();
     pending.sort();
     assert_eq!(pending, vec![(tp(0), 0), (tp(1), 1)]);
     t.watch_only(&HashSet::from([tp(1)]));
@@ -280,4 +280,27 @@ fn random_acks_never_commit_an_unprocessed_offset() {
         }
         assert_eq!(t.committable(None), vec![(tp(0), 200)]);
     }
+}
+
+/// The finding: acked records behind one that is never acked were
+/// never dropped, and backpressure counted only the unacked one, so the
+/// partition read on for ever. They count now: the partition waits (and
+/// pauses) once `max_pending` wait behind it.
+#[test]
+fn records_acked_behind_an_unacked_one_count_as_waiting() {
+    let t = OffsetTracker::default();
+    t.assign(&[tp(0)]);
+    let stuck = hand(&t, 0, 0);
+    assert_eq!(stuck.waiting, 1);
+    for o in 1..100 {
+        let h = hand(&t, 0, o);
+        assert!(h.partition.processed(o));
+        assert_eq!(h.waiting, usize::try_from(o + 1).unwrap(), "offset {o} waits behind offset 0");
+    }
+    assert_eq!(t.pending_of(&[tp(0)]), 1, "one record is unprocessed");
+    assert_eq!(t.watch_waiting_by_partition(), vec![(tp(0), 100)]);
+    assert_eq!((t.first_unprocessed(&tp(0)), t.committable(None)), (Some(0), vec![(tp(0), 0)]));
+    assert!(stuck.partition.processed(0));
+    assert_eq!(t.watch_waiting_by_partition(), vec![(tp(0), 0)], "all of them go at once");
+    assert_eq!((t.first_unprocessed(&tp(0)), t.committable(None)), (None, vec![(tp(0), 100)]));
 }
