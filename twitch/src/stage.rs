@@ -93,10 +93,11 @@ impl TransactionalStageBuilder {
     }
 
     /// How long the transaction coordinator lets a transaction stay open
-    /// before it aborts it (`transaction.timeout.ms`, 60 s by default). A
-    /// member that dies with a transaction open holds back the offsets of
-    /// its partitions (readers of the group wait for them) until then, or
-    /// until it restarts with the same transactional id.
+    /// before it aborts it (`transaction.timeout.ms`, 60 s by default), and
+    /// how long the stage waits for each step of a transaction. A member
+    /// that dies with a transaction open holds back the offsets of its
+    /// partitions (readers of the group wait for them) until then, or until
+    /// it restarts with the same transactional id.
     pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
         self.transaction_timeout = Some(timeout);
         self
@@ -117,7 +118,12 @@ impl TransactionalStageBuilder {
         if let Some(timeout) = self.transaction_timeout {
             settings = settings.set("transaction.timeout.ms", timeout.as_millis().max(1).to_string());
         }
-        let writer = TransactionalWriter::new(&settings, &self.output_topic, &self.transactional_id).await?;
+        let mut writer = TransactionalWriter::new(&settings, &self.output_topic, &self.transactional_id).await?;
+        if let Some(timeout) = self.transaction_timeout {
+            // Waiting longer for a step than the coordinator keeps the
+            // transaction open gains nothing.
+            writer = writer.with_flush_timeout(timeout);
+        }
         let reader = self.reader.transactional().build()?;
         info!(group = reader.group_id(), output = %self.output_topic, transactional_id = %self.transactional_id, "transactional stage ready");
         Ok(TransactionalStage {

@@ -1,6 +1,6 @@
 //! twitch's modules depend one way: records and codecs at the bottom, then
-//! the error type and settings, then writers, readers, and the cluster that
-//! makes them. A module may name only modules of a lower layer in its code
+//! the error type and settings, then writers, readers, the transactional
+//! stage made of both, and the cluster that makes them all. A module may name only modules of a lower layer in its code
 //! (doc comments and tests aside), so no two modules depend on each other.
 
 use std::collections::BTreeSet;
@@ -17,7 +17,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("telemetry", 3),
     ("writer", 4),
     ("reader", 5),
-    ("warden", 6),
+    ("stage", 6),
+    ("warden", 7),
 ];
 
 fn layer(module: &str) -> Option<u8> {
