@@ -9,6 +9,8 @@
 //!   prints on stdout, written with [`Display`](std::fmt::Display) and read
 //!   back with [`FromStr`](std::str::FromStr), so the apps and the runner
 //!   cannot disagree on the format.
+//! * [`StageOutput`]: what `average_stage` writes per sensor and transaction,
+//!   with the input readings it [`Covers`].
 //! * `signals` (feature `signals`): Ctrl-C and SIGTERM on Tokio.
 //!
 //! ```
@@ -30,6 +32,7 @@
 
 mod mean;
 mod reading;
+mod stage_output;
 mod summary;
 #[cfg(feature = "logging")]
 pub mod logging;
@@ -38,6 +41,7 @@ pub mod signals;
 
 pub use mean::{Averages, RunningMean};
 pub use reading::Reading;
+pub use stage_output::{Covers, Span, StageOutput};
 pub use summary::{ConsumerSummary, ParseSummaryError, ProducerSummary};
 
 /// What `average_temp` logs (to stderr, at `info`) each time the group

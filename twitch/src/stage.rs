@@ -12,6 +12,12 @@
 //! counts once in what `read_committed` readers see, even across crashes
 //! and rebalances.
 //!
+//! Known limit (librdkafka 2.12.1): while the node coordinating the
+//! *group* is down, sending the offsets can wait in librdkafka for longer
+//! than any timeout given, and the group waits for this member meanwhile
+//! (`reliability/tests/cluster_exactly_once.rs` has an ignored test that
+//! kills that node).
+//!
 //! Rebalances are carried out only between transactions: when partitions
 //! are to be taken away while a transaction is open,
 //! [`next_batch`](TransactionalStage::next_batch) returns at once so that
@@ -228,8 +234,10 @@ impl TransactionalStage {
     /// back to their committed offsets, so its input records are read
     /// again (here, or at the member that owns them after a rebalance):
     /// drop what was derived from them. After a [fatal](Error::is_fatal)
-    /// error (another writer with the same transactional id, or the group
-    /// moved on) the stage is unusable.
+    /// error the stage is unusable: another writer with the same
+    /// transactional id took over, or the coordinator fenced this one (it
+    /// timed a transaction out, say while a node was down); build a new
+    /// stage.
     pub async fn commit(&mut self) -> Result<()> {
         if !self.open {
             return Ok(());

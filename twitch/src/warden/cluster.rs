@@ -274,17 +274,27 @@ impl KafkaCluster {
         let client = self.offsets_client()?;
         let timeout = self.request_timeout();
         let look_up = move || {
-            let found = client.offsets_for_times(tpl, timeout)?;
+            let refresh = |topics: BTreeSet<String>| {
+                for topic in topics {
+                    if let Err(e) = client.fetch_metadata(Some(&topic), timeout) {
+                        debug!(topic, error = %e, "refreshing the offsets client's metadata failed");
+                    }
+                }
+            };
+            let found = match client.offsets_for_times(tpl.clone(), timeout) {
+                Ok(found) => found,
+                Err(e) => {
+                    // A topic the client has not seen yet (just created)
+                    // fails the whole look-up: once more, after a refresh.
+                    debug!(error = %e, "offsets look-up failed; refreshing metadata and asking again");
+                    refresh(tpl.elements().iter().map(|e| e.topic().to_owned()).collect());
+                    client.offsets_for_times(tpl, timeout)?
+                }
+            };
             // A partition whose leader the client did not know (or no longer
             // knew) comes back with an error: refresh the client's view of
             // its topic for the next look-up.
-            let stale: BTreeSet<String> =
-                found.elements().iter().filter(|e| e.error().is_err()).map(|e| e.topic().to_owned()).collect();
-            for topic in stale {
-                if let Err(e) = client.fetch_metadata(Some(&topic), timeout) {
-                    debug!(topic, error = %e, "refreshing the offsets client's metadata failed");
-                }
-            }
+            refresh(found.elements().iter().filter(|e| e.error().is_err()).map(|e| e.topic().to_owned()).collect());
             Ok(found)
         };
         let found = tokio::task::spawn_blocking(look_up)
