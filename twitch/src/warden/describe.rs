@@ -66,20 +66,23 @@ pub(super) struct Described {
     pub(super) group: GroupInfo,
 }
 
-struct Cursor<'a>(&'a [u8]);
+/// Reads Kafka's big-endian wire types off the front of a byte slice;
+/// every read is `None` past the end. Also reads the classic protocol's
+/// assignments ([`decode_assignment`](super::decode_assignment)).
+pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
 
 impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&[u8]> {
         (self.0.len() >= n).then(|| {
             let (head, rest) = self.0.split_at(n);
             self.0 = rest;
             head
         })
     }
-    fn i16(&mut self) -> Option<i16> {
+    pub(super) fn i16(&mut self) -> Option<i16> {
         self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(super) fn i32(&mut self) -> Option<i32> {
         self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn uvarint(&mut self) -> Option<usize> {

@@ -3,6 +3,7 @@
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
 
+use super::describe::Cursor;
 use super::KafkaCluster;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reader::{GroupProtocol, PartitionLag, StartAt};
@@ -42,23 +43,6 @@ pub struct MemberInfo {
 /// (`ConsumerProtocolAssignment`: version, then topics with partitions).
 /// Returns `None` for bytes that are not such an assignment.
 pub fn decode_assignment(bytes: &[u8]) -> Option<Vec<TopicPartition>> {
-    struct Cursor<'a>(&'a [u8]);
-    impl Cursor<'_> {
-        fn take(&mut self, n: usize) -> Option<&[u8]> {
-            if self.0.len() < n {
-                return None;
-            }
-            let (head, rest) = self.0.split_at(n);
-            self.0 = rest;
-            Some(head)
-        }
-        fn i16(&mut self) -> Option<i16> {
-            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-        }
-        fn i32(&mut self) -> Option<i32> {
-            self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        }
-    }
     let mut c = Cursor(bytes);
     let _version = c.i16()?;
     let topics = c.i32()?;
