@@ -1,6 +1,6 @@
 //! The soak on a 3-node Kafka cluster of the test's own (ports 19712-19714,
 //! replication factor 3, `min.insync.replicas` 2), started as the `soak`
-//! binary's `--cluster 3` starts it ([`Broker::cluster`]): 24,000 readings (2 ms apart)
+//! binary's `--cluster 3` starts it ([`Broker::cluster`]): 36,000 readings (2 ms apart)
 //! through three SIGKILLed members and two SIGKILLed nodes, the active
 //! controller and then the leader of most of the topic's partitions. Every
 //! reading is processed and the committed lag ends at 0.
@@ -19,7 +19,7 @@ const NODES: u16 = 3;
 async fn a_cluster_loses_nothing_through_member_and_node_kills() -> Result<()> {
     init_tracing();
     let config = Soak {
-        readings: 24_000,
+        readings: 36_000,
         interval: "2ms".into(),
         member_kills: 3,
         broker_kills: 2,
