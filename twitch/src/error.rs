@@ -160,6 +160,18 @@ pub enum ErrorKind {
         topic: String,
     },
 
+    /// The topic exists, but not every partition had a leader within the
+    /// wait (a cluster short of brokers, or one still electing leaders).
+    #[error("topic `{topic}` exists but not every partition had a leader within {waited:?}{}", last.as_deref().map(|l| format!(" (last seen: {l})")).unwrap_or_default())]
+    TopicNotReady {
+        /// Topic name.
+        topic: String,
+        /// How long it was waited for.
+        waited: Duration,
+        /// What the last metadata answer said of the topic.
+        last: Option<String>,
+    },
+
     /// The consumer group is not known to the cluster.
     #[error("consumer group `{group}` does not exist")]
     UnknownGroup {

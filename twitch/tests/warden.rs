@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{cluster, unique};
+use common::{brokers, cluster, topic, unique};
 use twitch::warden::{ConfigSource, KafkaCluster, TopicConfiguration};
 use twitch::{Error, ErrorKind, Record, TopicPartition};
 
@@ -92,6 +92,19 @@ async fn invalid_topics_are_refused_before_reaching_the_broker() {
         assert!(matches!(err.kind(), ErrorKind::InvalidConfig { .. }), "{bad:?}: {err}");
     }
     assert!(matches!(cluster.topic(&unique("missing")).await.map_err(Error::into_kind), Err(ErrorKind::UnknownTopic { .. })));
+}
+
+/// `wait_for_topic` returns once a topic has leaders, and names a topic no
+/// answer listed as unknown (not "not ready") after the request timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn wait_for_topic_tells_a_missing_topic_from_a_ready_one() {
+    let cluster = KafkaCluster::builder(&brokers()).request_timeout(Duration::from_secs(1)).build().unwrap();
+    let name = topic(&cluster, "wait-ready", 2).await;
+    cluster.wait_for_topic(&name).await.unwrap();
+    let started = Instant::now();
+    let err = cluster.wait_for_topic(&unique("wait-missing")).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::UnknownTopic { .. }), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "gave up after {:?}", started.elapsed());
 }
 
 /// Growing a topic: the new partitions are listed, can be written, and a

@@ -212,6 +212,18 @@ impl KafkaCluster {
     /// leader then is listed with leader `-1` and watermarks at
     /// [`UNKNOWN_WATERMARK`]. A missing topic is [`ErrorKind::UnknownTopic`].
     pub async fn topic(&self, name: &str) -> Result<TopicInfo> {
+        self.topic_until_known(name, false).await
+    }
+
+    /// [`topic`](Self::topic) for a topic this client has just created: the
+    /// node asked may not have applied the creation yet (each node of a
+    /// cluster learns of it on its own), so "unknown topic" is asked again
+    /// too, up to the request timeout.
+    pub(super) async fn created_topic(&self, name: &str) -> Result<TopicInfo> {
+        self.topic_until_known(name, true).await
+    }
+
+    async fn topic_until_known(&self, name: &str, just_created: bool) -> Result<TopicInfo> {
         validate_topic_name(name)?;
         let deadline = Instant::now() + self.request_timeout();
         loop {
@@ -221,6 +233,9 @@ impl KafkaCluster {
                 }
                 Err(e) if is_leader_moving(&e) && Instant::now() < deadline => {
                     debug!(error = %e, "topic metadata without a leader; asking again");
+                }
+                Err(e) if just_created && matches!(e.kind(), ErrorKind::UnknownTopic { .. }) && Instant::now() < deadline => {
+                    debug!(topic = name, "a node has not learned of the new topic yet; asking again");
                 }
                 res => return res,
             }

@@ -165,25 +165,38 @@ impl KafkaCluster {
     }
 
     /// Waits until metadata shows `topic` with a leader for every partition,
-    /// up to the request timeout ([`ErrorKind::UnknownTopic`] then).
+    /// up to the request timeout: [`ErrorKind::UnknownTopic`] then if no
+    /// answer listed the topic, [`ErrorKind::TopicNotReady`] if one did.
     pub async fn wait_for_topic(&self, topic: &str) -> Result<()> {
         validate_topic_name(topic)?;
-        let deadline = Instant::now() + self.inner.request_timeout;
+        let started = Instant::now();
+        let mut last: Option<String> = None;
         loop {
-            let md = self.metadata(Some(topic.to_owned()), self.inner.request_timeout).await;
-            let ready = md.as_ref().is_ok_and(|md| {
-                md.topics().iter().any(|t| {
-                    t.name() == topic
-                        && t.error().is_none()
-                        && !t.partitions().is_empty()
-                        && t.partitions().iter().all(|p| p.leader() >= 0)
-                })
-            });
-            if ready {
-                return Ok(());
+            match self.metadata(Some(topic.to_owned()), self.inner.request_timeout).await {
+                Ok(md) => {
+                    if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                        let leaderless = t.partitions().iter().filter(|p| p.leader() < 0).count();
+                        match t.error() {
+                            None if !t.partitions().is_empty() && leaderless == 0 => return Ok(()),
+                            None => {
+                                last = Some(format!("{} partitions, {leaderless} without a leader", t.partitions().len()));
+                            }
+                            // A node that has not applied the creation yet.
+                            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {}
+                            Some(e) => last = Some(RDKafkaErrorCode::from(e).to_string()),
+                        }
+                    }
+                }
+                Err(e) => debug!(topic, error = %e, "topic metadata failed; asking again"),
             }
-            if Instant::now() >= deadline {
-                return Err(ErrorKind::UnknownTopic { topic: topic.to_owned() }.into());
+            if started.elapsed() >= self.inner.request_timeout {
+                let waited = started.elapsed();
+                let topic = topic.to_owned();
+                return Err(match last {
+                    None => ErrorKind::UnknownTopic { topic },
+                    last => ErrorKind::TopicNotReady { topic, waited, last },
+                }
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -193,7 +206,7 @@ impl KafkaCluster {
     /// partitions ([`ErrorKind::PartitionCountMismatch`] otherwise).
     pub async fn ensure_topic(&self, config: &TopicConfiguration) -> Result<TopicInfo> {
         self.create_topics(std::slice::from_ref(config)).await?;
-        let info = self.topic(&config.name).await?;
+        let info = self.created_topic(&config.name).await?;
         let actual = i32::try_from(info.partitions.len()).unwrap_or(i32::MAX);
         if actual != config.partitions {
             return Err(ErrorKind::PartitionCountMismatch {
