@@ -98,7 +98,7 @@ async fn invalid_topics_are_refused_before_reaching_the_broker() {
 /// answer listed as unknown (not "not ready") after the request timeout.
 #[tokio::test(flavor = "current_thread")]
 async fn wait_for_topic_tells_a_missing_topic_from_a_ready_one() {
-    let cluster = KafkaCluster::builder(&brokers()).request_timeout(Duration::from_secs(1)).build().unwrap();
+    let cluster = KafkaCluster::builder(brokers()).request_timeout(Duration::from_secs(1)).build().unwrap();
     let name = topic(&cluster, "wait-ready", 2).await;
     cluster.wait_for_topic(&name).await.unwrap();
     let started = Instant::now();
