@@ -111,6 +111,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The bootstrap list of `brokers`: every address, comma-separated.
+    pub fn bootstrap(brokers: &[Broker]) -> String {
+        brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",")
+    }
+
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port

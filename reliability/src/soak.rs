@@ -255,7 +255,7 @@ impl Group<'_> {
 /// which it kills and starts again.
 pub async fn run(soak: &Soak, bins: &Binaries, brokers: &mut [Broker]) -> Result<SoakFigures> {
     ensure!(!brokers.is_empty(), "the soak needs a broker");
-    let bootstrap = brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",");
+    let bootstrap = Broker::bootstrap(brokers);
     let cluster =
         KafkaCluster::builder(&bootstrap).client_id("soak").broker_timeout(Duration::from_secs(30)).build()?;
     cluster.wait_for_brokers().await?;

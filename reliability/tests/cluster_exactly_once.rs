@@ -152,7 +152,7 @@ struct Run<'a> {
 }
 
 async fn scenario(exes: &BTreeMap<String, PathBuf>, brokers: &mut [Broker], schedule: &[(Duration, Fault)]) -> Result<(Tally, Kills)> {
-    let bootstrap = brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",");
+    let bootstrap = Broker::bootstrap(brokers);
     let cluster =
         KafkaCluster::builder(&bootstrap).client_id("reliability").broker_timeout(Duration::from_secs(30)).build()?;
     cluster.wait_for_brokers().await?;

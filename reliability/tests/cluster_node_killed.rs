@@ -46,7 +46,7 @@ async fn a_node_killed_mid_scenario_loses_nothing() -> Result<()> {
 }
 
 async fn scenario(bins: &scenarios::Binaries, brokers: &mut [Broker]) -> Result<Figures> {
-    let bootstrap = brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",");
+    let bootstrap = Broker::bootstrap(brokers);
     let cluster =
         KafkaCluster::builder(&bootstrap).client_id("reliability").broker_timeout(Duration::from_secs(30)).build()?;
     cluster.wait_for_brokers().await?;

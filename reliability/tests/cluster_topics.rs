@@ -27,7 +27,7 @@ async fn every_topic_created_is_found_at_once() -> Result<()> {
 }
 
 async fn create_all(brokers: &[Broker]) -> Result<()> {
-    let bootstrap = brokers.iter().map(Broker::address).collect::<Vec<_>>().join(",");
+    let bootstrap = Broker::bootstrap(brokers);
     let prefix = unique("created");
     for i in 0..TOPICS {
         let cluster = KafkaCluster::builder(&bootstrap)
