@@ -176,21 +176,21 @@ impl KafkaCluster {
                 Ok(md) => {
                     if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
                         let leaderless = t.partitions().iter().filter(|p| p.leader() < 0).count();
-                        match t.error() {
+                        match t.error().map(RDKafkaErrorCode::from) {
                             None if !t.partitions().is_empty() && leaderless == 0 => return Ok(()),
                             None => {
                                 last = Some(format!("{} partitions, {leaderless} without a leader", t.partitions().len()));
                             }
                             // A node that has not applied the creation yet.
-                            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {}
-                            Some(e) => last = Some(RDKafkaErrorCode::from(e).to_string()),
+                            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {}
+                            Some(code) => last = Some(code.to_string()),
                         }
                     }
                 }
                 Err(e) => debug!(topic, error = %e, "topic metadata failed; asking again"),
             }
-            if started.elapsed() >= self.inner.request_timeout {
-                let waited = started.elapsed();
+            let waited = started.elapsed();
+            if waited >= self.inner.request_timeout {
                 let topic = topic.to_owned();
                 return Err(match last {
                     None => ErrorKind::UnknownTopic { topic },
